@@ -1,0 +1,466 @@
+//! [`Frame`]: every message of the binary protocol, borrowed from the bytes it was decoded
+//! from. This module defines the frames and their wire format; `codec` adds the length prefix
+//! and does the decoding checks. It does no I/O and holds no session state.
+//!
+//! # Wire format, byte by byte
+//!
+//! A frame on a stream is
+//!
+//! ```text
+//! varint u32 body_len | body (body_len bytes)
+//! ```
+//!
+//! The body is the [postcard] encoding of [`Frame`], and must be consumed exactly: bytes left
+//! over inside a body make the frame malformed. Postcard's encoding of the types used here:
+//!
+//! | type | bytes |
+//! | --- | --- |
+//! | `u16`, `u32`, `u64` | unsigned LEB128 varint: 7 bits per byte, least significant first, high bit set on all but the last byte (`300` = `ac 02`); at most 3, 5, 10 bytes |
+//! | `Option<T>` | `00` for `None`; `01` then `T` for `Some` |
+//! | `&str`, `&[u8]` | varint length, then the bytes (UTF-8 for `&str`) |
+//! | enum | varint discriminant (the variant's position, from 0), then the variant's fields |
+//! | struct | its fields in declaration order, nothing else |
+//! | [`ErrorCode`] | varint `u16` |
+//! | [`Seq<T>`](crate::Seq) | a byte string whose content is a varint count, then `count` encoded `T`s |
+//!
+//! So `Frame::Ping { request_id: 300 }` is `03 12 ac 02`: body length 3, discriminant 18,
+//! then `300`. The body begins with the frame discriminant:
+//!
+//! | disc | frame | fields, in wire order |
+//! | --- | --- | --- |
+//! | 0 | `Hello` | `version` u16, `client_id` str |
+//! | 1 | `HelloAck` | `version` u16, `broker_time_ms` u64, `max_frame_len` u32 |
+//! | 2 | `Produce` | `request_id` u32, `topic` str, `partition` Option u32, `ack` [`AckMode`], `records` Seq of [`Record`](crate::Record) |
+//! | 3 | `Ack` | `request_id` u32, `partition` u32, `base_offset` u64, `count` u32 |
+//! | 4 | `Error` | `request_id` u32, `code` [`ErrorCode`], `message` str |
+//! | 5 | `OffsetOutOfRange` | `request_id` u32, `partition` u32, `start` u64, `end` u64 |
+//! | 6 | `Fetch` | `request_id` u32, `topic` str, `partition` u32, `offset` u64, `max_bytes` u32, `max_wait_ms` u32 |
+//! | 7 | `FetchResult` | `request_id` u32, `partition` u32, `log_start` u64, `high_watermark` u64, `batches` bytes |
+//! | 8 | `CommitOffset` | `request_id` u32, `group` str, `topic` str, `partition` u32, `offset` u64 |
+//! | 9 | `FetchOffset` | `request_id` u32, `group` str, `topic` str, `partition` u32 |
+//! | 10 | `OffsetResult` | `request_id` u32, `offset` Option u64 |
+//! | 11 | `CreateTopic` | `request_id` u32, `name` str, `partitions` u32, `retention_ms` Option u64, `retention_bytes` Option u64, `compression` [`Compression`] |
+//! | 12 | `DeleteTopic` | `request_id` u32, `name` str |
+//! | 13 | `ListTopics` | `request_id` u32 |
+//! | 14 | `TopicList` | `request_id` u32, `names` Seq of str |
+//! | 15 | `DescribeTopic` | `request_id` u32, `name` str |
+//! | 16 | `TopicInfo` | `request_id` u32, `name` str, `partitions` u32, `retention_ms` Option u64, `retention_bytes` Option u64, `compression` [`Compression`], `partition_info` Seq of [`PartitionInfo`] |
+//! | 17 | `Done` | `request_id` u32 |
+//! | 18 | `Ping` | `request_id` u32 |
+//! | 19 | `Pong` | `request_id` u32 |
+//!
+//! Nested enums: [`AckMode`] is `00` None, `01` Commit; [`Compression`] is `00` None, `01`
+//! Gzip, `02` Snappy, `03` Lz4, `04` Zstd. [`PartitionInfo`] is `partition` u32,
+//! `start_offset` u64, `end_offset` u64, `bytes` u64, `oldest_timestamp_ms` Option u64. The
+//! record and header layouts are in [`record`](crate::record).
+//!
+//! The order of variants and fields is the format: golden-bytes tests freeze it. New frames
+//! are added at the end; a receiver answers a discriminant it does not know with an `Error`
+//! frame (`UNEXPECTED_FRAME` or `MALFORMED_FRAME`), never by closing silently.
+//!
+//! # Conversation
+//!
+//! The client sends `Hello` first and the broker answers `HelloAck` (with its clock, for devices
+//! without an RTC, and the largest frame it accepts). Every later request carries a
+//! `request_id` chosen by the client (non-zero); the reply carries the same id. `Error` with
+//! `request_id` 0 concerns the connection, not a request.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, ErrorCode, Records, Seq};
+
+/// One message of the binary protocol. Variant order is the wire discriminant: see the module
+/// docs, and never reorder.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// Client → broker, first frame on a connection.
+    Hello {
+        /// The protocol version the client speaks ([`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION)).
+        version: u16,
+        /// A name for the device or tool, for logs and metrics.
+        client_id: &'a str,
+    },
+    /// Broker → client, the answer to `Hello`.
+    HelloAck {
+        /// The protocol version the broker speaks.
+        version: u16,
+        /// The broker's clock, milliseconds since the Unix epoch.
+        broker_time_ms: u64,
+        /// The largest frame body the broker accepts, in bytes.
+        max_frame_len: u32,
+    },
+    /// Client → broker: append records to one partition of a topic.
+    Produce {
+        /// Echoed in the reply.
+        request_id: u32,
+        /// The log topic.
+        topic: &'a str,
+        /// The partition; `None` lets the broker choose (by key, else round-robin).
+        partition: Option<u32>,
+        /// Whether and when the broker replies.
+        ack: AckMode,
+        /// The records, appended in order as one contiguous offset range.
+        #[serde(borrow)]
+        records: Records<'a>,
+    },
+    /// Broker → client: a `Produce` was committed; record `i` got offset `base_offset + i`.
+    Ack {
+        /// The produce's id.
+        request_id: u32,
+        /// The partition the records went to.
+        partition: u32,
+        /// The offset of the first record.
+        base_offset: u64,
+        /// How many records were appended.
+        count: u32,
+    },
+    /// Broker → client: a request failed, or (with `request_id` 0) the connection has a problem.
+    Error {
+        /// The failed request's id, or 0 when not tied to a request.
+        request_id: u32,
+        /// Why it failed.
+        code: ErrorCode,
+        /// A human-readable explanation.
+        message: &'a str,
+    },
+    /// Broker → client: a `Fetch` asked for an offset outside `start..end`.
+    OffsetOutOfRange {
+        /// The fetch's id.
+        request_id: u32,
+        /// The partition fetched.
+        partition: u32,
+        /// The partition's first offset still stored.
+        start: u64,
+        /// The partition's next offset to be written.
+        end: u64,
+    },
+    /// Client → broker: read record batches from an offset.
+    Fetch {
+        /// Echoed in the reply.
+        request_id: u32,
+        /// The log topic.
+        topic: &'a str,
+        /// The partition.
+        partition: u32,
+        /// The first offset wanted.
+        offset: u64,
+        /// A soft limit on the reply's batch bytes (at least one batch is returned).
+        max_bytes: u32,
+        /// How long the broker may wait for data when none is there; 0 answers at once.
+        max_wait_ms: u32,
+    },
+    /// Broker → client: the answer to `Fetch`.
+    FetchResult {
+        /// The fetch's id.
+        request_id: u32,
+        /// The partition read.
+        partition: u32,
+        /// The partition's first offset still stored.
+        log_start: u64,
+        /// The partition's next offset to be written.
+        high_watermark: u64,
+        /// Concatenated Kafka RecordBatch v2 bytes, opaque to this crate; may be empty.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize")]
+        batches: &'a [u8],
+    },
+    /// Client → broker: store a consumer group's next offset to read.
+    CommitOffset {
+        /// Echoed in the reply (`Done`).
+        request_id: u32,
+        /// The consumer group.
+        group: &'a str,
+        /// The log topic.
+        topic: &'a str,
+        /// The partition.
+        partition: u32,
+        /// The next offset the group reads.
+        offset: u64,
+    },
+    /// Client → broker: read a consumer group's committed offset.
+    FetchOffset {
+        /// Echoed in the reply (`OffsetResult`).
+        request_id: u32,
+        /// The consumer group.
+        group: &'a str,
+        /// The log topic.
+        topic: &'a str,
+        /// The partition.
+        partition: u32,
+    },
+    /// Broker → client: the answer to `FetchOffset`.
+    OffsetResult {
+        /// The request's id.
+        request_id: u32,
+        /// The committed offset, `None` when the group never committed one.
+        offset: Option<u64>,
+    },
+    /// Client → broker: create a topic.
+    CreateTopic {
+        /// Echoed in the reply (`Done`).
+        request_id: u32,
+        /// The topic name.
+        name: &'a str,
+        /// The number of partitions.
+        partitions: u32,
+        /// Delete batches older than this; `None` keeps them.
+        retention_ms: Option<u64>,
+        /// Delete the oldest batches beyond this many bytes per partition; `None`: no limit.
+        retention_bytes: Option<u64>,
+        /// How stored batches are compressed.
+        compression: Compression,
+    },
+    /// Client → broker: delete a topic, its records and its group offsets.
+    DeleteTopic {
+        /// Echoed in the reply (`Done`).
+        request_id: u32,
+        /// The topic name.
+        name: &'a str,
+    },
+    /// Client → broker: list topic names.
+    ListTopics {
+        /// Echoed in the reply (`TopicList`).
+        request_id: u32,
+    },
+    /// Broker → client: the answer to `ListTopics`.
+    TopicList {
+        /// The request's id.
+        request_id: u32,
+        /// The topic names.
+        #[serde(borrow)]
+        names: Seq<'a, &'a str>,
+    },
+    /// Client → broker: describe one topic.
+    DescribeTopic {
+        /// Echoed in the reply (`TopicInfo`).
+        request_id: u32,
+        /// The topic name.
+        name: &'a str,
+    },
+    /// Broker → client: the answer to `DescribeTopic`.
+    TopicInfo {
+        /// The request's id.
+        request_id: u32,
+        /// The topic name.
+        name: &'a str,
+        /// The number of partitions.
+        partitions: u32,
+        /// See `CreateTopic`.
+        retention_ms: Option<u64>,
+        /// See `CreateTopic`.
+        retention_bytes: Option<u64>,
+        /// See `CreateTopic`.
+        compression: Compression,
+        /// One entry per partition.
+        #[serde(borrow)]
+        partition_info: Seq<'a, PartitionInfo>,
+    },
+    /// Broker → client: a `CreateTopic`, `DeleteTopic` or `CommitOffset` succeeded.
+    Done {
+        /// The request's id.
+        request_id: u32,
+    },
+    /// Either way: ask for a `Pong`.
+    Ping {
+        /// Echoed in the `Pong`.
+        request_id: u32,
+    },
+    /// Either way: the answer to `Ping`.
+    Pong {
+        /// The ping's id.
+        request_id: u32,
+    },
+}
+
+/// The number of frame variants: the discriminants this version knows are `0..FRAME_KINDS`.
+pub(crate) const FRAME_KINDS: u32 = 20;
+
+impl Frame<'_> {
+    /// The id of the request this frame is or answers. `None` for `Hello` and `HelloAck`,
+    /// and for an `Error` with `request_id` 0 (a connection-level error).
+    pub fn request_id(&self) -> Option<u32> {
+        use Frame as F;
+        match *self {
+            F::Hello { .. } | F::HelloAck { .. } | F::Error { request_id: 0, .. } => None,
+            F::Produce { request_id, .. }
+            | F::Ack { request_id, .. }
+            | F::Error { request_id, .. }
+            | F::OffsetOutOfRange { request_id, .. }
+            | F::Fetch { request_id, .. }
+            | F::FetchResult { request_id, .. }
+            | F::CommitOffset { request_id, .. }
+            | F::FetchOffset { request_id, .. }
+            | F::OffsetResult { request_id, .. }
+            | F::CreateTopic { request_id, .. }
+            | F::DeleteTopic { request_id, .. }
+            | F::ListTopics { request_id }
+            | F::TopicList { request_id, .. }
+            | F::DescribeTopic { request_id, .. }
+            | F::TopicInfo { request_id, .. }
+            | F::Done { request_id }
+            | F::Ping { request_id }
+            | F::Pong { request_id } => Some(request_id),
+        }
+    }
+
+    /// The variant's name (`"Produce"`), for logs and error messages.
+    pub fn name(&self) -> &'static str {
+        use Frame as F;
+        match self {
+            F::Hello { .. } => "Hello",
+            F::HelloAck { .. } => "HelloAck",
+            F::Produce { .. } => "Produce",
+            F::Ack { .. } => "Ack",
+            F::Error { .. } => "Error",
+            F::OffsetOutOfRange { .. } => "OffsetOutOfRange",
+            F::Fetch { .. } => "Fetch",
+            F::FetchResult { .. } => "FetchResult",
+            F::CommitOffset { .. } => "CommitOffset",
+            F::FetchOffset { .. } => "FetchOffset",
+            F::OffsetResult { .. } => "OffsetResult",
+            F::CreateTopic { .. } => "CreateTopic",
+            F::DeleteTopic { .. } => "DeleteTopic",
+            F::ListTopics { .. } => "ListTopics",
+            F::TopicList { .. } => "TopicList",
+            F::DescribeTopic { .. } => "DescribeTopic",
+            F::TopicInfo { .. } => "TopicInfo",
+            F::Done { .. } => "Done",
+            F::Ping { .. } => "Ping",
+            F::Pong { .. } => "Pong",
+        }
+    }
+
+    /// Decodes every sequence the frame carries (records with their headers, topic names,
+    /// partition infos) and checks each is well-formed. Decoding a frame does not do this;
+    /// a receiver that wants all-or-nothing handling calls it before acting.
+    pub fn validate(&self) -> Result<(), Error> {
+        match self {
+            Frame::Produce { records, .. } => records.validate_all(),
+            Frame::TopicList { names, .. } => names.validate(),
+            Frame::TopicInfo { partition_info, .. } => partition_info.validate(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether the broker answers a `Produce`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckMode {
+    /// Fire-and-forget: no reply, not even on error.
+    None,
+    /// Reply with `Ack` once the records are committed (durable per the broker's settings),
+    /// or with `Error`.
+    Commit,
+}
+
+/// How a topic's stored batches are compressed. Variant order matches Kafka's codec ids.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Compression {
+    /// Uncompressed (Kafka id 0).
+    #[default]
+    None,
+    /// gzip (Kafka id 1).
+    Gzip,
+    /// Snappy, Kafka's xerial framing (Kafka id 2).
+    Snappy,
+    /// LZ4 frame format (Kafka id 3).
+    Lz4,
+    /// Zstandard (Kafka id 4).
+    Zstd,
+}
+
+impl Compression {
+    /// Kafka's codec id, the low three bits of a RecordBatch's attributes.
+    pub const fn kafka_id(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// The codec with Kafka id `id`, or `None` for an id Kafka does not define.
+    pub const fn from_kafka_id(id: u8) -> Option<Self> {
+        match id {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Gzip),
+            2 => Some(Compression::Snappy),
+            3 => Some(Compression::Lz4),
+            4 => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// One partition of a topic, as `TopicInfo` reports it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartitionInfo {
+    /// The partition number.
+    pub partition: u32,
+    /// The first offset still stored.
+    pub start_offset: u64,
+    /// The next offset to be written.
+    pub end_offset: u64,
+    /// Stored batch bytes.
+    pub bytes: u64,
+    /// The oldest stored record's timestamp; `None` when the partition is empty.
+    pub oldest_timestamp_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden::frames;
+
+    #[test]
+    fn request_id_of_every_frame() {
+        for (frame, bytes) in frames() {
+            // After the prefix and the discriminant, every frame but the hellos starts
+            // with its request id.
+            let on_wire = crate::varint::decode_u32(&bytes[2..]).unwrap().unwrap().0;
+            let expected = match frame {
+                Frame::Hello { .. } | Frame::HelloAck { .. } => None,
+                Frame::Error { request_id: 0, .. } => None,
+                _ => Some(on_wire),
+            };
+            assert_eq!(frame.request_id(), expected, "{frame:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_distinct() {
+        let frames = frames();
+        for (i, (a, _)) in frames.iter().take(20).enumerate() {
+            for (b, _) in frames.iter().take(20).skip(i + 1) {
+                assert_ne!(a.name(), b.name());
+            }
+        }
+        assert_eq!(Frame::Ping { request_id: 1 }.name(), "Ping");
+    }
+
+    #[test]
+    fn validate_checks_partition_info() {
+        let bad = Frame::TopicInfo {
+            request_id: 1,
+            name: "t",
+            partitions: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            compression: Compression::None,
+            partition_info: Seq::from_bytes(&[0x01, 0x00]).unwrap(),
+        };
+        assert_eq!(bad.validate(), Err(Error::Malformed));
+    }
+
+    #[test]
+    fn compression_kafka_ids() {
+        for id in 0..=4u8 {
+            let c = Compression::from_kafka_id(id).unwrap();
+            assert_eq!(c.kafka_id(), id);
+        }
+        assert_eq!(Compression::from_kafka_id(5), None);
+        assert_eq!(Compression::Zstd.kafka_id(), 4);
+        assert_eq!(Compression::default(), Compression::None);
+    }
+}

@@ -1,0 +1,408 @@
+//! The configuration file: one TOML document, every key optional with a documented default.
+//!
+//! [`DEFAULT_CONFIG_TOML`] is the full default configuration with every key commented; a test
+//! checks that it parses to exactly [`Config::default`], so the two cannot drift apart.
+//! This module only parses and validates; it does not act on the values.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./outpost-data";
+/// Default listener of the binary protocol (loopback only until authentication exists).
+pub const DEFAULT_WIRE_LISTEN: &str = "127.0.0.1:7883";
+/// Default bound on concurrent binary-protocol connections.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Default largest frame body accepted, in bytes.
+pub const DEFAULT_MAX_FRAME_BYTES: u32 = 1 << 20;
+/// Default number of produce requests one connection may have waiting for commit.
+pub const DEFAULT_MAX_INFLIGHT: u32 = 256;
+/// Default redb page cache: small, because the library's own default is 1 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 8 << 20;
+/// Default interval between durable commits in `fsync = "interval"` mode.
+pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 1000;
+/// Default time the writer waits for more requests when a commit would be small.
+pub const DEFAULT_LINGER_MS: u64 = 2;
+/// Below this many waiting bytes the writer lingers (if `linger_ms` > 0).
+pub const DEFAULT_MIN_COMMIT_BYTES: u64 = 64 << 10;
+/// Upper bound of one commit's payload.
+pub const DEFAULT_MAX_COMMIT_BYTES: u64 = 4 << 20;
+/// Default largest uncompressed batch: fits one 16 KiB redb leaf (FIELD-NOTES.md).
+pub const DEFAULT_BATCH_MAX_BYTES: u32 = 16_364;
+/// Default capacity of the writer's request queue.
+pub const DEFAULT_WRITER_QUEUE: u32 = 4096;
+/// Default largest decompressed records section accepted when reading a batch.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u32 = 8 << 20;
+/// Default interval of the retention task.
+pub const DEFAULT_RETENTION_CHECK_MS: u64 = 30_000;
+/// Default free-disk floor in bytes.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 << 20;
+/// Default free-disk floor in percent of the file system.
+pub const DEFAULT_MIN_FREE_PERCENT: u8 = 5;
+/// Default partition count of a topic created without one.
+pub const DEFAULT_PARTITIONS: u32 = 1;
+/// Default `retention.ms`: seven days.
+pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory holding the log file (`outpost.redb`).
+    pub data_dir: PathBuf,
+    /// Stable gateway id; when empty, one is generated once and kept in the log file.
+    pub gateway_id: String,
+    /// The binary-protocol listener.
+    pub wire: WireConfig,
+    /// The log store and its writer.
+    pub log: LogConfig,
+    /// The retention task.
+    pub retention: RetentionConfig,
+    /// Settings of topics created without explicit ones.
+    pub topic_defaults: TopicDefaults,
+}
+
+/// `[wire]`: the binary-protocol listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WireConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Connections beyond this are refused with an error frame.
+    pub max_connections: u32,
+    /// Largest frame body accepted; bigger frames close the connection with an error frame.
+    pub max_frame_bytes: u32,
+    /// Produce requests one connection may have waiting for commit before it stops reading.
+    pub max_inflight: u32,
+}
+
+/// How commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Every commit is durable (fsync) before any of its requests is acknowledged.
+    Always,
+    /// Commits are not durable; one durable commit every `fsync_interval_ms`.
+    Interval,
+}
+
+/// `[log]`: the store and the group-commit writer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// redb page cache in bytes.
+    pub cache_bytes: u64,
+    /// Durability mode.
+    pub fsync: Fsync,
+    /// Interval between durable commits in `interval` mode.
+    pub fsync_interval_ms: u64,
+    /// Time the writer waits for more requests when fewer than `min_commit_bytes` are waiting.
+    pub linger_ms: u64,
+    /// See `linger_ms`.
+    pub min_commit_bytes: u64,
+    /// Upper bound of the payload bytes in one commit.
+    pub max_commit_bytes: u64,
+    /// Largest uncompressed record batch the writer builds.
+    pub batch_max_bytes: u32,
+    /// Capacity of the writer's request queue (back-pressure to producers beyond it).
+    pub writer_queue: u32,
+    /// Largest decompressed batch accepted when reading.
+    pub max_decompressed_bytes: u32,
+    /// Create a topic with the defaults when a producer names an unknown one.
+    pub auto_create_topics: bool,
+}
+
+/// `[retention]`: the background task that deletes old batches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// How often retention runs.
+    pub check_interval_ms: u64,
+    /// Delete the oldest data when the file system has fewer free bytes than this.
+    pub min_free_bytes: u64,
+    /// Same floor in percent of the file system size; the larger floor applies.
+    pub min_free_percent: u8,
+}
+
+/// `[topic_defaults]`: settings of topics created without explicit ones.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    /// Partition count.
+    pub partitions: u32,
+    /// `retention.ms`; -1 keeps records forever.
+    pub retention_ms: i64,
+    /// `retention.bytes` per partition; -1 is unbounded.
+    pub retention_bytes: i64,
+    /// Batch compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: CompressionName,
+}
+
+/// A compression codec as named in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionName {
+    /// No compression.
+    None,
+    /// gzip (Kafka codec 1).
+    Gzip,
+    /// Snappy, Kafka's framing (codec 2).
+    Snappy,
+    /// LZ4 frame (codec 3).
+    Lz4,
+    /// Zstandard (codec 4).
+    Zstd,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            gateway_id: String::new(),
+            wire: WireConfig::default(),
+            log: LogConfig::default(),
+            retention: RetentionConfig::default(),
+            topic_defaults: TopicDefaults::default(),
+        }
+    }
+}
+
+impl Default for WireConfig {
+    fn default() -> Self {
+        Self {
+            // The constant is a valid literal address; checked by a test.
+            listen: DEFAULT_WIRE_LISTEN.parse().expect("valid default address"),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            fsync: Fsync::Always,
+            fsync_interval_ms: DEFAULT_FSYNC_INTERVAL_MS,
+            linger_ms: DEFAULT_LINGER_MS,
+            min_commit_bytes: DEFAULT_MIN_COMMIT_BYTES,
+            max_commit_bytes: DEFAULT_MAX_COMMIT_BYTES,
+            batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
+            writer_queue: DEFAULT_WRITER_QUEUE,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            auto_create_topics: true,
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_ms: DEFAULT_RETENTION_CHECK_MS,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            min_free_percent: DEFAULT_MIN_FREE_PERCENT,
+        }
+    }
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        Self {
+            partitions: DEFAULT_PARTITIONS,
+            retention_ms: DEFAULT_RETENTION_MS,
+            retention_bytes: -1,
+            compression: CompressionName::None,
+        }
+    }
+}
+
+/// The full default configuration, every key commented. `outpost config default` prints it.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# Outpost configuration. Every key is optional; the values below are the defaults.
+
+# Directory of the log file (outpost.redb). Keep it on persistent storage, never on tmpfs.
+data_dir = "./outpost-data"
+# Stable id of this gateway, used by the bridge. Empty: generated once and kept in the log file.
+gateway_id = ""
+
+[wire]
+# Binary-protocol listener (devices, the CLI, applications). Loopback only by default:
+# set "0.0.0.0:7883" to accept sensors from the network.
+listen = "127.0.0.1:7883"
+# Connections beyond this are refused with an error frame.
+max_connections = 1024
+# Largest frame body accepted (bytes). A bigger frame gets an error frame and the
+# connection is closed; the broker never allocates by a size a peer announced beyond this.
+max_frame_bytes = 1048576
+# Produce requests one connection may have waiting for commit before the broker stops
+# reading from it (back-pressure).
+max_inflight = 256
+
+[log]
+# redb page cache in bytes. redb's own default is 1 GiB; a gateway wants a few MiB.
+cache_bytes = 8388608
+# "always": every commit is fsynced before any of its records is acknowledged; a crash or
+#           power cut loses nothing that was acknowledged.
+# "interval": commits are not fsynced; a durable commit happens every fsync_interval_ms.
+#           Fewer writes for SD cards, but a crash (even a plain kill -9) or power cut loses
+#           the records acknowledged in the last fsync_interval_ms.
+fsync = "always"
+fsync_interval_ms = 1000
+# When fewer than min_commit_bytes are waiting, the writer waits up to linger_ms for more
+# before committing (fewer, larger commits: less disk wear). 0 disables lingering.
+linger_ms = 2
+min_commit_bytes = 65536
+# Upper bound of the payload of one commit.
+max_commit_bytes = 4194304
+# Largest uncompressed record batch. 16364 fills one 16 KiB redb leaf; 4076 one 4 KiB page.
+batch_max_bytes = 16364
+# Capacity of the writer's request queue; producers wait when it is full.
+writer_queue = 4096
+# Largest decompressed batch accepted when reading (guards against decompression bombs).
+max_decompressed_bytes = 8388608
+# Create a topic with [topic_defaults] when a producer names an unknown one.
+auto_create_topics = true
+
+[retention]
+# How often old batches are deleted.
+check_interval_ms = 30000
+# When the file system holding data_dir has less free space than the larger of these two
+# floors, the oldest batches of all topics are deleted first (and counted).
+min_free_bytes = 268435456
+min_free_percent = 5
+
+[topic_defaults]
+# Settings of topics created without explicit ones (auto-created or `topics create`).
+partitions = 1
+# Records older than this are deleted, whole batches at a time. -1 keeps them forever.
+retention_ms = 604800000
+# Per-partition size bound in bytes. -1 is unbounded.
+retention_bytes = -1
+# Batch compression: "none", "gzip", "snappy", "lz4" or "zstd".
+compression = "none"
+"#;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type, ...).
+    #[error("config file {path}: {source}(see `outpost config default` for every key)")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml says, with the line and key.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value parses but cannot work.
+    #[error("config key `{key}`: {problem}; fix: {fix}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+        /// What to write instead.
+        fix: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(bool, &'static str, &'static str, &'static str); 10] = [
+            (self.log.cache_bytes < 1 << 20, "log.cache_bytes", "is below 1 MiB", "use at least 1048576"),
+            (self.log.fsync_interval_ms == 0, "log.fsync_interval_ms", "is 0", "use a positive interval, e.g. 1000, or fsync = \"always\""),
+            (self.log.batch_max_bytes < 256, "log.batch_max_bytes", "is below 256", "use 16364 or 4076"),
+            (self.log.writer_queue == 0, "log.writer_queue", "is 0", "use a positive capacity, e.g. 4096"),
+            (self.log.max_commit_bytes < u64::from(self.log.batch_max_bytes), "log.max_commit_bytes", "is smaller than log.batch_max_bytes", "raise it to at least batch_max_bytes"),
+            (self.wire.max_frame_bytes < 1024, "wire.max_frame_bytes", "is below 1024", "use at least 1024"),
+            (self.wire.max_connections == 0 || self.wire.max_inflight == 0, "wire.max_connections / wire.max_inflight", "is 0", "use a positive number"),
+            (self.topic_defaults.partitions == 0, "topic_defaults.partitions", "is 0", "use 1 or more"),
+            (self.topic_defaults.retention_ms < -1 || self.topic_defaults.retention_bytes < -1, "topic_defaults.retention_ms / retention_bytes", "is below -1", "use -1 for unlimited or a positive value"),
+            (self.retention.min_free_percent > 90 || self.retention.check_interval_ms == 0, "retention.min_free_percent / check_interval_ms", "is out of range", "use a percent of 0..=90 and a positive interval"),
+        ];
+        match checks.into_iter().find(|c| c.0) {
+            Some((_, key, problem, fix)) => Err(ConfigError::Invalid { key, problem, fix }),
+            None => Ok(()),
+        }
+    }
+
+    /// Path of the log file inside `data_dir`.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join(crate::log::LOG_FILE_NAME)
+    }
+}
+
+impl TopicDefaults {
+    /// `retention_ms` as an option (`None` = forever).
+    pub fn retention_ms(&self) -> Option<u64> {
+        u64::try_from(self.retention_ms).ok()
+    }
+
+    /// `retention_bytes` as an option (`None` = unbounded).
+    pub fn retention_bytes(&self) -> Option<u64> {
+        u64::try_from(self.retention_bytes).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_toml_is_the_default_config() {
+        assert_eq!(Config::from_toml(DEFAULT_CONFIG_TOML).unwrap(), Config::default());
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[log]\nfsynk = \"always\"\n").unwrap_err();
+        assert!(err.to_string().contains("fsynk"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_key_and_fix() {
+        let err = Config::from_toml("[log]\nfsync_interval_ms = 0\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("log.fsync_interval_ms") && text.contains("fix"), "{text}");
+        let err = Config::from_toml("[log]\nfsync = \"sometimes\"\n").unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+    }
+}

@@ -1,0 +1,26 @@
+//! Outpost: a low-footprint edge broker whose every accepted message lands in a durable,
+//! partitioned, Kafka-style log stored in redb.
+//!
+//! # Architecture map
+//!
+//! - [`config`]: the TOML configuration, defaults and validation.
+//! - [`log`]: the log store. [`log::Log`] is the handle; [`log::batch`] is the stored unit
+//!   (Kafka RecordBatch v2); [`log::tables`] the redb layout; one writer thread does group
+//!   commit; [`log::retention`] deletes old batches.
+//! - [`wire`]: the binary protocol on the broker side (frames from `outpost-firmware`).
+//! - [`server`]: listener, connection limit, graceful shutdown.
+//! - [`client`]: an async client of the binary protocol, used by the CLI and tests.
+//! - [`cli`]: the `outpost` command's subcommands.
+//!
+//! Data flow: a produce frame → [`wire::connection`] encodes its records into a batch →
+//! [`log::Log::enqueue_append`] → the writer commits → the ack goes out. Nothing is
+//! acknowledged before its commit.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod log;
+pub mod server;
+pub mod shutdown;
+pub mod wire;
+mod bridge_source;

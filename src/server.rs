@@ -1,0 +1,163 @@
+//! `outpost serve`: opens the log, binds the listener, serves until SIGINT/SIGTERM.
+//!
+//! Shutdown order: stop accepting; let each connection finish its in-flight requests (bounded
+//! wait) so their acks go out; then drain the log writer, which commits durably and stops.
+//! A connection limit refuses extra connections with a `BUSY` error frame.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::log::{Log, OpenError};
+use crate::shutdown::Shutdown;
+use crate::wire::connection::{self, ConnConfig};
+
+/// How long shutdown waits for connections to finish.
+const CONNECTION_DRAIN: Duration = Duration::from_secs(15);
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The log could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another broker using the port? set [wire] listen)")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running server: its bound address and the handle to stop it.
+pub struct Server {
+    /// The address the binary-protocol listener is bound to.
+    pub wire_addr: SocketAddr,
+    /// The log it serves.
+    pub log: Log,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the log and binds the listener; serving starts at once in the background.
+    pub async fn start(config: Config) -> Result<Self, ServeError> {
+        let log = Log::open(&config)?;
+        let addr = config.wire.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let wire_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+        let shutdown = Shutdown::new();
+        tokio::spawn(crate::log::retention::run(
+            log.clone(),
+            config.retention.clone(),
+            config.data_dir.clone(),
+            shutdown.subscribe(),
+        ));
+        let conn = ConnConfig {
+            max_frame_bytes: config.wire.max_frame_bytes,
+            max_inflight: config.wire.max_inflight,
+            batch_max_bytes: config.log.batch_max_bytes as usize,
+        };
+        let limit = Arc::new(Semaphore::new(config.wire.max_connections as usize));
+        let task = tokio::spawn(accept_loop(listener, log.clone(), conn, limit, shutdown.clone()));
+        Ok(Self {
+            wire_addr,
+            log,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Stops accepting, lets connections finish, drains the writer. Nothing acknowledged is
+    /// lost; requests still queued get `SHUTTING_DOWN`.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.task.await;
+        self.log.shutdown().await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    log: Log,
+    conn: ConnConfig,
+    limit: Arc<Semaphore>,
+    shutdown: Shutdown,
+) {
+    let mut conns = JoinSet::new();
+    let mut stop = shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|&s| s) => break,
+        };
+        // Reap finished connections so the set stays bounded by live ones.
+        while conns.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; refusing");
+            conns.spawn(refuse_busy(stream));
+            continue;
+        };
+        let (log, shutdown) = (log.clone(), shutdown.clone());
+        conns.spawn(async move {
+            connection::serve(stream, log, conn, shutdown).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(CONNECTION_DRAIN, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections did not finish in time; closing them");
+        conns.abort_all();
+    }
+}
+
+async fn refuse_busy(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let frame = outpost_firmware::Frame::Error {
+        request_id: 0,
+        code: outpost_firmware::ErrorCode::BUSY,
+        message: "connection limit reached; try again later",
+    };
+    let mut bytes = Vec::new();
+    if outpost_firmware::codec::encode_frame_vec(&frame, &mut bytes).is_ok() {
+        let _ = stream.write_all(&bytes).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Runs the broker until SIGINT/SIGTERM. Prints the bound address on stdout (tests and
+/// scripts read it when the configured port is 0).
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let data_dir = config.data_dir.clone();
+    let server = Server::start(config).await?;
+    println!("outpost: wire listening on {}", server.wire_addr);
+    tracing::info!(addr = %server.wire_addr, data_dir = %data_dir.display(), gateway_id = server.log.gateway_id(), "serving");
+    crate::shutdown::os_signal().await;
+    tracing::info!("shutting down: draining connections and the log writer");
+    server.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Graceful shutdown: one signal shared by every task.
+//!
+//! [`Shutdown::trigger`] flips a `watch` flag; listeners stop accepting, connections close,
+//! and the server then drains the log writer (see `server::run`). This module only carries
+//! the signal; it does not decide the order of the steps.
+
+use tokio::sync::watch;
+
+/// A cheap-clone shutdown signal.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: std::sync::Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A signal that has not fired.
+    pub fn new() -> Self {
+        Self {
+            tx: std::sync::Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Fires the signal (idempotent).
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether it has fired.
+    pub fn is_triggered(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// A receiver for `select!` loops and background tasks.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+
+    /// Resolves once the signal fires.
+    pub async fn wait(&self) {
+        let mut rx = self.subscribe();
+        // An error means the sender is gone, which also means shutdown.
+        let _ = rx.wait_for(|&fired| fired).await;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn os_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,344 @@
+//! Serving binary-protocol requests against the log, and mapping log errors to error frames.
+//!
+//! A request is copied out of the read buffer into an [`OwnedRequest`] so it can run in its
+//! own task (the buffer moves on). Every error becomes an error frame carrying the request id;
+//! an out-of-range fetch becomes `OffsetOutOfRange` with the valid range.
+
+use std::time::Duration;
+
+use outpost_firmware::{codec, AckMode, ErrorCode, Frame, PartitionInfo, SeqWriter};
+
+use super::connection::{send, send_error, Replies};
+use crate::log::batch::Compression;
+use crate::log::{
+    AppendError, Appended, GroupError, Log, ReadError, TopicError, TopicSpec, MAX_PARTITIONS,
+};
+
+/// Longest long-poll a fetch may ask for.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+/// Room left in a reply frame for everything but the batches.
+const FETCH_FRAME_OVERHEAD: u32 = 128;
+
+/// A request copied out of its frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedRequest {
+    /// `Fetch`.
+    Fetch {
+        /// Request id.
+        id: u32,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// First offset wanted.
+        offset: u64,
+        /// Reply size bound.
+        max_bytes: u32,
+        /// Long-poll bound.
+        max_wait_ms: u32,
+    },
+    /// `CommitOffset`.
+    CommitOffset {
+        /// Request id.
+        id: u32,
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Offset.
+        offset: u64,
+    },
+    /// `FetchOffset`.
+    FetchOffset {
+        /// Request id.
+        id: u32,
+        /// Group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+    },
+    /// `CreateTopic`.
+    CreateTopic {
+        /// Request id.
+        id: u32,
+        /// Name.
+        name: String,
+        /// Settings.
+        spec: TopicSpec,
+    },
+    /// `DeleteTopic`.
+    DeleteTopic {
+        /// Request id.
+        id: u32,
+        /// Name.
+        name: String,
+    },
+    /// `ListTopics`.
+    ListTopics {
+        /// Request id.
+        id: u32,
+    },
+    /// `DescribeTopic`.
+    DescribeTopic {
+        /// Request id.
+        id: u32,
+        /// Name.
+        name: String,
+    },
+}
+
+/// Converts the wire's codec enum to the log's.
+pub fn compression_from_wire(c: outpost_firmware::Compression) -> Compression {
+    Compression::from_kafka_id(c.kafka_id()).unwrap_or(Compression::None)
+}
+
+/// Converts the log's codec enum to the wire's.
+pub fn compression_to_wire(c: Compression) -> outpost_firmware::Compression {
+    outpost_firmware::Compression::from_kafka_id(c.kafka_id())
+        .unwrap_or(outpost_firmware::Compression::None)
+}
+
+impl OwnedRequest {
+    /// Copies a client request out of `frame`; `None` for frames that are not such requests.
+    pub fn from_frame(frame: &Frame<'_>) -> Option<Self> {
+        Some(match *frame {
+            Frame::Fetch { request_id, topic, partition, offset, max_bytes, max_wait_ms } => {
+                Self::Fetch { id: request_id, topic: topic.into(), partition, offset, max_bytes, max_wait_ms }
+            }
+            Frame::CommitOffset { request_id, group, topic, partition, offset } => {
+                Self::CommitOffset { id: request_id, group: group.into(), topic: topic.into(), partition, offset }
+            }
+            Frame::FetchOffset { request_id, group, topic, partition } => {
+                Self::FetchOffset { id: request_id, group: group.into(), topic: topic.into(), partition }
+            }
+            Frame::CreateTopic { request_id, name, partitions, retention_ms, retention_bytes, compression } => {
+                let spec = TopicSpec { partitions, retention_ms, retention_bytes, compression: compression_from_wire(compression) };
+                Self::CreateTopic { id: request_id, name: name.into(), spec }
+            }
+            Frame::DeleteTopic { request_id, name } => Self::DeleteTopic { id: request_id, name: name.into() },
+            Frame::ListTopics { request_id } => Self::ListTopics { id: request_id },
+            Frame::DescribeTopic { request_id, name } => Self::DescribeTopic { id: request_id, name: name.into() },
+            _ => return None,
+        })
+    }
+}
+
+/// Runs `req` and queues its reply.
+pub async fn run(req: OwnedRequest, log: &Log, replies: &Replies) {
+    match req {
+        OwnedRequest::Fetch { id, topic, partition, offset, max_bytes, max_wait_ms } => {
+            let wait = Duration::from_millis(u64::from(max_wait_ms)).min(MAX_FETCH_WAIT);
+            fetch(log, replies, id, &topic, partition, offset, max_bytes, wait).await;
+        }
+        OwnedRequest::CommitOffset { id, group, topic, partition, offset } => {
+            let r = log.commit_offset(&group, &topic, partition, offset).await;
+            done_or(replies, id, r.map_err(|e| group_code(&e))).await;
+        }
+        OwnedRequest::FetchOffset { id, group, topic, partition } => {
+            match log.fetch_offset(&group, &topic, partition).await {
+                Ok(offset) => send(replies, &Frame::OffsetResult { request_id: id, offset }).await,
+                Err(e) => {
+                    let (code, msg) = group_code(&e);
+                    send_error(replies, id, code, &msg).await;
+                }
+            }
+        }
+        OwnedRequest::CreateTopic { id, name, spec } => {
+            let r = log.create_topic(&name, spec).await;
+            done_or(replies, id, r.map_err(|e| topic_code(&e))).await;
+        }
+        OwnedRequest::DeleteTopic { id, name } => {
+            let r = log.delete_topic(&name).await;
+            done_or(replies, id, r.map_err(|e| topic_code(&e))).await;
+        }
+        OwnedRequest::ListTopics { id } => list_topics(log, replies, id).await,
+        OwnedRequest::DescribeTopic { id, name } => describe_topic(log, replies, id, &name).await,
+    }
+}
+
+async fn done_or(replies: &Replies, id: u32, result: Result<(), (ErrorCode, String)>) {
+    match result {
+        Ok(()) => send(replies, &Frame::Done { request_id: id }).await,
+        Err((code, msg)) => send_error(replies, id, code, &msg).await,
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // a fetch has this many parameters on the wire
+async fn fetch(
+    log: &Log,
+    replies: &Replies,
+    id: u32,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    max_bytes: u32,
+    wait: Duration,
+) {
+    // Replies stay within the default frame limit every client accepts.
+    let max_frame = codec::DEFAULT_MAX_FRAME_LEN;
+    let max_bytes = max_bytes.min(max_frame.saturating_sub(FETCH_FRAME_OVERHEAD)).max(1);
+    let mut result = log.read(topic, partition, offset, max_bytes).await;
+    if matches!(&result, Ok(r) if r.batches.is_empty()) && !wait.is_zero() {
+        if let Err(e) = log.wait_for(topic, partition, offset, wait).await {
+            result = Err(e);
+        } else {
+            result = log.read(topic, partition, offset, max_bytes).await;
+        }
+    }
+    match result {
+        Ok(r) => {
+            let frame = Frame::FetchResult {
+                request_id: id,
+                partition,
+                log_start: r.log_start,
+                high_watermark: r.high_watermark,
+                batches: &r.batches,
+            };
+            send(replies, &frame).await;
+        }
+        Err(ReadError::OffsetOutOfRange { start, end, .. }) => {
+            let frame = Frame::OffsetOutOfRange { request_id: id, partition, start, end };
+            send(replies, &frame).await;
+        }
+        Err(e) => {
+            let (code, msg) = read_code(&e);
+            send_error(replies, id, code, &msg).await;
+        }
+    }
+}
+
+
+async fn list_topics(log: &Log, replies: &Replies, id: u32) {
+    let names = log.list_topics();
+    let need: usize = names.iter().map(|n| n.len() + 10).sum::<usize>() + 16;
+    let mut buf = vec![0u8; need];
+    let mut w = SeqWriter::new(&mut buf);
+    for n in &names {
+        if w.push(&n.as_str()).is_err() {
+            break;
+        }
+    }
+    match w.finish() {
+        Ok(seq) => send(replies, &Frame::TopicList { request_id: id, names: seq }).await,
+        Err(_) => send_error(replies, id, ErrorCode::INTERNAL, "topic list too large").await,
+    }
+}
+
+async fn describe_topic(log: &Log, replies: &Replies, id: u32, name: &str) {
+    let desc = match log.describe_topic(name) {
+        Ok(d) => d,
+        Err(e) => {
+            let (code, msg) = topic_code(&e);
+            return send_error(replies, id, code, &msg).await;
+        }
+    };
+    let mut buf = vec![0u8; desc.partitions.len() * 48 + 16];
+    let mut w = SeqWriter::new(&mut buf);
+    for (p, m) in desc.partitions.iter().enumerate() {
+        let info = PartitionInfo {
+            partition: p as u32,
+            start_offset: m.start_offset,
+            end_offset: m.end_offset,
+            bytes: m.bytes,
+            oldest_timestamp_ms: m.oldest_timestamp_ms,
+        };
+        if w.push(&info).is_err() {
+            break;
+        }
+    }
+    let Ok(seq) = w.finish() else {
+        return send_error(replies, id, ErrorCode::INTERNAL, "description too large").await;
+    };
+    let frame = Frame::TopicInfo {
+        request_id: id,
+        name,
+        partitions: desc.config.partitions,
+        retention_ms: desc.config.retention_ms,
+        retention_bytes: desc.config.retention_bytes,
+        compression: compression_to_wire(desc.config.compression),
+        partition_info: seq,
+    };
+    send(replies, &frame).await;
+}
+
+/// Answers a produce: an `Ack` after commit (if asked for), an error frame on failure.
+pub async fn answer_append(
+    replies: &Replies,
+    id: u32,
+    ack: AckMode,
+    result: Result<Appended, AppendError>,
+) {
+    match result {
+        Ok(a) if ack == AckMode::Commit => {
+            let frame = Frame::Ack {
+                request_id: id,
+                partition: a.partition,
+                base_offset: a.base_offset,
+                count: a.count,
+            };
+            send(replies, &frame).await;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let (code, msg) = append_code(&e);
+            send_error(replies, id, code, &msg).await;
+        }
+    }
+}
+
+/// Error frame for an append failure.
+pub fn append_code(e: &AppendError) -> (ErrorCode, String) {
+    let code = match e {
+        AppendError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC,
+        AppendError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
+        AppendError::InvalidName(_) => ErrorCode::INVALID_TOPIC_NAME,
+        AppendError::Empty | AppendError::Batch(_) => ErrorCode::INVALID_REQUEST,
+        AppendError::Storage(_) => ErrorCode::STORAGE,
+        AppendError::ShuttingDown => ErrorCode::SHUTTING_DOWN,
+    };
+    (code, e.to_string())
+}
+
+/// Error frame for a topic operation failure.
+pub fn topic_code(e: &TopicError) -> (ErrorCode, String) {
+    let code = match e {
+        TopicError::Exists(_) => ErrorCode::TOPIC_EXISTS,
+        TopicError::Unknown(_) => ErrorCode::UNKNOWN_TOPIC,
+        TopicError::InvalidName(_) => ErrorCode::INVALID_TOPIC_NAME,
+        TopicError::Partitions(_) => ErrorCode::INVALID_REQUEST,
+        TopicError::Storage(_) => ErrorCode::STORAGE,
+        TopicError::ShuttingDown => ErrorCode::SHUTTING_DOWN,
+    };
+    (code, e.to_string())
+}
+
+/// Error frame for a consumer-group failure.
+pub fn group_code(e: &GroupError) -> (ErrorCode, String) {
+    let code = match e {
+        GroupError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC,
+        GroupError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
+        GroupError::InvalidGroup => ErrorCode::INVALID_REQUEST,
+        GroupError::Storage(_) => ErrorCode::STORAGE,
+        GroupError::ShuttingDown => ErrorCode::SHUTTING_DOWN,
+    };
+    (code, e.to_string())
+}
+
+/// Error frame for a read failure (out-of-range has its own frame).
+pub fn read_code(e: &ReadError) -> (ErrorCode, String) {
+    let code = match e {
+        ReadError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC,
+        ReadError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
+        ReadError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
+        ReadError::Storage(_) | ReadError::Decode(_) => ErrorCode::STORAGE,
+        ReadError::ShuttingDown => ErrorCode::SHUTTING_DOWN,
+    };
+    (code, e.to_string())
+}
+
+/// Bound on partitions a create may ask for (re-exported for the CLI's checks).
+pub const PARTITION_LIMIT: u32 = MAX_PARTITIONS;

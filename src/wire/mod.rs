@@ -1,0 +1,10 @@
+//! The binary protocol on the broker side: session rules, connections, request handlers.
+//!
+//! Frames are defined in `outpost-firmware`; this module serves them against the [`Log`].
+//! The listener itself lives in [`crate::server`].
+//!
+//! [`Log`]: crate::log::Log
+
+pub mod connection;
+pub mod handlers;
+pub mod session;

@@ -1,0 +1,194 @@
+//! Test harness: spawns the real `outpost` binary on loopback with its own data directory,
+//! finds its port, and kills it on drop. Every wait here is bounded.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a broker may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a graceful stop may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_outpost")
+}
+
+/// A broker process.
+pub struct Broker {
+    child: Option<Child>,
+    /// `host:port` of its binary-protocol listener.
+    pub addr: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// Extra TOML appended to the generated config (e.g. `[log]\nfsync = "interval"`).
+pub fn config_text(data_dir: &Path, extra: &str) -> String {
+    format!(
+        "data_dir = {:?}\n{extra}\n",
+        data_dir.display().to_string()
+    )
+}
+
+impl Broker {
+    /// Starts a broker on an ephemeral loopback port with `data_dir` and extra config.
+    pub fn start(data_dir: &Path, extra: &str) -> Broker {
+        Self::try_start(data_dir, extra).unwrap_or_else(|e| panic!("broker did not start: {e}"))
+    }
+
+    /// Like `start`, returning the broker's stderr as the error when it exits instead.
+    pub fn try_start(data_dir: &Path, extra: &str) -> Result<Broker, String> {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let config = data_dir.with_extension("toml");
+        let mut text = config_text(data_dir, extra);
+        if !extra.contains("[wire]") {
+            text.push_str("[wire]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        std::fs::write(&config, text).unwrap();
+        let mut child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn outpost");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+            s
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(addr) = line.strip_prefix("outpost: wire listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => Ok(Broker {
+                child: Some(child),
+                addr,
+                data_dir: data_dir.to_owned(),
+                stderr: Some(stderr),
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(stderr.join().unwrap_or_default())
+            }
+        }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL (kill -9) and reap.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, wait for a clean exit; returns stderr. Panics if it does not exit in time.
+    pub fn stop(mut self) -> String {
+        let mut c = self.child.take().unwrap();
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                assert!(status.success(), "broker exited with {status}");
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("broker did not stop within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this broker.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli_with_stdin(&self.addr, args, None)
+    }
+
+    /// Runs the CLI with `input` on stdin.
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        cli_with_stdin(&self.addr, args, Some(input))
+    }
+
+    /// Runs the CLI and asserts success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(out.status.success(), "outpost {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `outpost --broker addr ARGS` with optional stdin, bounded by a timeout.
+pub fn cli_with_stdin(addr: &str, args: &[&str], input: Option<&str>) -> Output {
+    let mut child = Command::new(bin())
+        .arg("--broker")
+        .arg(addr)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn outpost cli");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_owned();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(input.as_bytes());
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("CLI did not finish within 120 s")
+        .expect("CLI output")
+}
+
+/// A fresh temporary directory, removed on drop.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("outpost-test-").tempdir().unwrap()
+}
+
+/// A tokio runtime for tests that use the async client.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
