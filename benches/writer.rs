@@ -24,7 +24,10 @@ fn pending(n: u32) -> PendingRecords {
     let mut b = BatchBuilder::new(Compression::None, 1 << 20);
     let mut p = PendingRecords::default();
     for _ in 0..n {
-        assert_eq!(b.push_record_parts(1_700_000_000_000, None, Some(&VALUE), &[]).unwrap(), Push::Added);
+        assert_eq!(
+            b.push(1_700_000_000_000, None, Some(&VALUE), &[]).unwrap(),
+            Push::Added
+        );
     }
     b.finish_into(&mut p.batches);
     p.records = n;
@@ -32,8 +35,10 @@ fn pending(n: u32) -> PendingRecords {
 }
 
 fn open_log(dir: &std::path::Path) -> Log {
-    let mut config = Config::default();
-    config.data_dir = dir.to_owned();
+    let config = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
     Log::open(&config).unwrap()
 }
 
@@ -53,7 +58,10 @@ fn append_run(rt: &tokio::runtime::Runtime, per_append: u32) -> Duration {
                             let p: outpost::log::Pending<_, _> = inflight.pop_front().unwrap();
                             p.wait().await.unwrap();
                         }
-                        let p = log.enqueue_append("bench", Target::Partition(0), pending(per_append)).await.unwrap();
+                        let p = log
+                            .enqueue_append("bench", Target::Partition(0), pending(per_append))
+                            .await
+                            .unwrap();
                         inflight.push_back(p);
                     }
                     for p in inflight {
@@ -86,17 +94,20 @@ fn raw_redb_run() -> Duration {
         txn.set_quick_repair(true);
         {
             let mut t = txn.open_table(table).unwrap();
-            let mut in_commit = 0;
-            while in_commit < 1000 {
-                if b.push_record_parts(1_700_000_000_000, None, Some(&VALUE), &[]).unwrap() == Push::Full || in_commit == 999 {
-                    out.clear();
-                    let info = b.finish_into(&mut out);
-                    outpost::log::batch::set_base_offset(&mut out, offset);
-                    t.insert((0, offset), out.as_slice()).unwrap();
-                    offset += u64::from(info.record_count);
+            let mut flush = |b: &mut BatchBuilder, offset: &mut u64| {
+                out.clear();
+                let info = b.finish_into(&mut out);
+                outpost::log::batch::set_base_offset(&mut out, *offset);
+                t.insert((0, *offset), out.as_slice()).unwrap();
+                *offset += u64::from(info.record_count);
+            };
+            for _ in 0..1000 {
+                if b.push(1_700_000_000_000, None, Some(&VALUE), &[]).unwrap() == Push::Full {
+                    flush(&mut b, &mut offset);
+                    b.push(1_700_000_000_000, None, Some(&VALUE), &[]).unwrap();
                 }
-                in_commit += 1;
             }
+            flush(&mut b, &mut offset);
         }
         txn.commit().unwrap();
     }
@@ -104,15 +115,26 @@ fn raw_redb_run() -> Duration {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = Arc::new(tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap());
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
     let mut g = c.benchmark_group("writer");
     g.sample_size(10).throughput(Throughput::Elements(RECORDS));
-    g.bench_function("append", |b| b.iter_custom(|iters| (0..iters).map(|_| append_run(&rt, 1)).sum()));
-    g.bench_function("append_batch100", |b| b.iter_custom(|iters| (0..iters).map(|_| append_run(&rt, 100)).sum()));
+    g.bench_function("append", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| append_run(&rt, 1)).sum())
+    });
+    g.bench_function("append_batch100", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| append_run(&rt, 100)).sum())
+    });
     g.finish();
     let mut g = c.benchmark_group("redb_raw");
     g.sample_size(10).throughput(Throughput::Elements(RECORDS));
-    g.bench_function("insert_page_fit_batches", |b| b.iter_custom(|iters| (0..iters).map(|_| raw_redb_run()).sum()));
+    g.bench_function("insert_page_fit_batches", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| raw_redb_run()).sum())
+    });
     g.finish();
 }
 

@@ -37,7 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let before = *next;
             visit_records(&fetched.batches, *next, &mut scratch, 16 << 20, |r| {
                 let value = r.value.map(String::from_utf8_lossy).unwrap_or_default();
-                println!("partition {p} offset {} ts {}: {value}", r.offset, r.timestamp_ms);
+                println!(
+                    "partition {p} offset {} ts {}: {value}",
+                    r.offset, r.timestamp_ms
+                );
                 *next = r.offset + 1;
             })?;
             if *next > before {

@@ -19,13 +19,13 @@ impl LogSource for Log {
         let d = self
             .describe_topic(topic)
             .map_err(|_| ReadError::UnknownTopic(topic.to_owned()))?;
-        let m = d
-            .partitions
-            .get(partition as usize)
-            .ok_or_else(|| ReadError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-            })?;
+        let m =
+            d.partitions
+                .get(partition as usize)
+                .ok_or_else(|| ReadError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                })?;
         Ok((m.start_offset, m.end_offset))
     }
 

@@ -225,7 +225,10 @@ impl Client {
             .insert(id, tx);
         let mut bytes = Vec::new();
         codec::encode_frame_vec(frame, &mut bytes).map_err(ClientError::Protocol)?;
-        self.out.send(bytes).await.map_err(|_| ClientError::Closed)?;
+        self.out
+            .send(bytes)
+            .await
+            .map_err(|_| ClientError::Closed)?;
         rx.await.map_err(|_| ClientError::Closed)
     }
 
@@ -279,7 +282,10 @@ impl Client {
                 .insert(id, tx);
             rx
         });
-        self.out.send(bytes).await.map_err(|_| ClientError::Closed)?;
+        self.out
+            .send(bytes)
+            .await
+            .map_err(|_| ClientError::Closed)?;
         Ok(PendingAck(rx))
     }
 
@@ -436,7 +442,11 @@ impl Client {
 
     /// Round trip to the broker.
     pub async fn ping(&self) -> Result<(), ClientError> {
-        match self.call(|id| Frame::Ping { request_id: id }).await?.frame() {
+        match self
+            .call(|id| Frame::Ping { request_id: id })
+            .await?
+            .frame()
+        {
             Frame::Pong { .. } => Ok(()),
             other => Err(refusal(&other)),
         }
@@ -506,10 +516,18 @@ fn encode_records<'b>(
     let mut w = SeqWriter::new(buf);
     for r in records {
         hbuf.clear();
-        hbuf.resize(r.headers.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>() + 8, 0);
+        hbuf.resize(
+            r.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 10)
+                .sum::<usize>()
+                + 8,
+            0,
+        );
         let mut hw = SeqWriter::new(&mut hbuf);
         for (k, v) in &r.headers {
-            hw.push(&Header { key: k, value: v }).map_err(ClientError::Protocol)?;
+            hw.push(&Header { key: k, value: v })
+                .map_err(ClientError::Protocol)?;
         }
         let headers = hw.finish().map_err(ClientError::Protocol)?;
         let rec = Record {

@@ -17,6 +17,8 @@ pub const DEFAULT_WIRE_LISTEN: &str = "127.0.0.1:7883";
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 /// Default largest frame body accepted, in bytes.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 1 << 20;
+/// Default time a connection may stay silent (no bytes, no request in flight) before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
 /// Default number of produce requests one connection may have waiting for commit.
 pub const DEFAULT_MAX_INFLIGHT: u32 = 256;
 /// Default redb page cache: small, because the library's own default is 1 GiB.
@@ -76,6 +78,9 @@ pub struct WireConfig {
     pub max_frame_bytes: u32,
     /// Produce requests one connection may have waiting for commit before it stops reading.
     pub max_inflight: u32,
+    /// A connection that sends nothing for this long, with no request in flight, is closed
+    /// (this also ends connections stalled inside a partial frame).
+    pub idle_timeout_ms: u64,
 }
 
 /// How commits reach the disk.
@@ -177,6 +182,7 @@ impl Default for WireConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_inflight: DEFAULT_MAX_INFLIGHT,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
         }
     }
 }
@@ -239,6 +245,9 @@ max_frame_bytes = 1048576
 # Produce requests one connection may have waiting for commit before the broker stops
 # reading from it (back-pressure).
 max_inflight = 256
+# A connection silent for this long (no bytes, nothing in flight) is closed; this also ends
+# connections stalled in the middle of a frame. Clients that idle longer send Ping.
+idle_timeout_ms = 300000
 
 [log]
 # redb page cache in bytes. redb's own default is 1 GiB; a gateway wants a few MiB.
@@ -346,16 +355,66 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let checks: [(bool, &'static str, &'static str, &'static str); 10] = [
-            (self.log.cache_bytes < 1 << 20, "log.cache_bytes", "is below 1 MiB", "use at least 1048576"),
-            (self.log.fsync_interval_ms == 0, "log.fsync_interval_ms", "is 0", "use a positive interval, e.g. 1000, or fsync = \"always\""),
-            (self.log.batch_max_bytes < 256, "log.batch_max_bytes", "is below 256", "use 16364 or 4076"),
-            (self.log.writer_queue == 0, "log.writer_queue", "is 0", "use a positive capacity, e.g. 4096"),
-            (self.log.max_commit_bytes < u64::from(self.log.batch_max_bytes), "log.max_commit_bytes", "is smaller than log.batch_max_bytes", "raise it to at least batch_max_bytes"),
-            (self.wire.max_frame_bytes < 1024, "wire.max_frame_bytes", "is below 1024", "use at least 1024"),
-            (self.wire.max_connections == 0 || self.wire.max_inflight == 0, "wire.max_connections / wire.max_inflight", "is 0", "use a positive number"),
-            (self.topic_defaults.partitions == 0, "topic_defaults.partitions", "is 0", "use 1 or more"),
-            (self.topic_defaults.retention_ms < -1 || self.topic_defaults.retention_bytes < -1, "topic_defaults.retention_ms / retention_bytes", "is below -1", "use -1 for unlimited or a positive value"),
-            (self.retention.min_free_percent > 90 || self.retention.check_interval_ms == 0, "retention.min_free_percent / check_interval_ms", "is out of range", "use a percent of 0..=90 and a positive interval"),
+            (
+                self.log.cache_bytes < 1 << 20,
+                "log.cache_bytes",
+                "is below 1 MiB",
+                "use at least 1048576",
+            ),
+            (
+                self.log.fsync_interval_ms == 0,
+                "log.fsync_interval_ms",
+                "is 0",
+                "use a positive interval, e.g. 1000, or fsync = \"always\"",
+            ),
+            (
+                self.log.batch_max_bytes < 256,
+                "log.batch_max_bytes",
+                "is below 256",
+                "use 16364 or 4076",
+            ),
+            (
+                self.log.writer_queue == 0,
+                "log.writer_queue",
+                "is 0",
+                "use a positive capacity, e.g. 4096",
+            ),
+            (
+                self.log.max_commit_bytes < u64::from(self.log.batch_max_bytes),
+                "log.max_commit_bytes",
+                "is smaller than log.batch_max_bytes",
+                "raise it to at least batch_max_bytes",
+            ),
+            (
+                self.wire.max_frame_bytes < 1024,
+                "wire.max_frame_bytes",
+                "is below 1024",
+                "use at least 1024",
+            ),
+            (
+                self.wire.max_connections == 0 || self.wire.max_inflight == 0,
+                "wire.max_connections / wire.max_inflight",
+                "is 0",
+                "use a positive number",
+            ),
+            (
+                self.topic_defaults.partitions == 0,
+                "topic_defaults.partitions",
+                "is 0",
+                "use 1 or more",
+            ),
+            (
+                self.topic_defaults.retention_ms < -1 || self.topic_defaults.retention_bytes < -1,
+                "topic_defaults.retention_ms / retention_bytes",
+                "is below -1",
+                "use -1 for unlimited or a positive value",
+            ),
+            (
+                self.retention.min_free_percent > 90 || self.retention.check_interval_ms == 0,
+                "retention.min_free_percent / check_interval_ms",
+                "is out of range",
+                "use a percent of 0..=90 and a positive interval",
+            ),
         ];
         match checks.into_iter().find(|c| c.0) {
             Some((_, key, problem, fix)) => Err(ConfigError::Invalid { key, problem, fix }),
@@ -387,7 +446,10 @@ mod tests {
 
     #[test]
     fn default_toml_is_the_default_config() {
-        assert_eq!(Config::from_toml(DEFAULT_CONFIG_TOML).unwrap(), Config::default());
+        assert_eq!(
+            Config::from_toml(DEFAULT_CONFIG_TOML).unwrap(),
+            Config::default()
+        );
         assert_eq!(Config::from_toml("").unwrap(), Config::default());
     }
 
@@ -401,7 +463,10 @@ mod tests {
     fn invalid_value_names_key_and_fix() {
         let err = Config::from_toml("[log]\nfsync_interval_ms = 0\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("log.fsync_interval_ms") && text.contains("fix"), "{text}");
+        assert!(
+            text.contains("log.fsync_interval_ms") && text.contains("fix"),
+            "{text}"
+        );
         let err = Config::from_toml("[log]\nfsync = \"sometimes\"\n").unwrap_err();
         assert!(err.to_string().contains("sometimes"), "{err}");
     }

@@ -16,6 +16,7 @@
 //! [`log::Log::enqueue_append`] → the writer commits → the ack goes out. Nothing is
 //! acknowledged before its commit.
 
+mod bridge_source;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -23,4 +24,3 @@ pub mod log;
 pub mod server;
 pub mod shutdown;
 pub mod wire;
-mod bridge_source;

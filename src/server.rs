@@ -27,7 +27,9 @@ pub enum ServeError {
     #[error(transparent)]
     Open(#[from] OpenError),
     /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source} (is another broker using the port? set [wire] listen)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another broker using the port? set [wire] listen)"
+    )]
     Bind {
         /// Address.
         addr: SocketAddr,
@@ -55,7 +57,9 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
-        let wire_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+        let wire_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
         let shutdown = Shutdown::new();
         tokio::spawn(crate::log::retention::run(
             log.clone(),
@@ -67,9 +71,16 @@ impl Server {
             max_frame_bytes: config.wire.max_frame_bytes,
             max_inflight: config.wire.max_inflight,
             batch_max_bytes: config.log.batch_max_bytes as usize,
+            idle_timeout: Duration::from_millis(config.wire.idle_timeout_ms),
         };
         let limit = Arc::new(Semaphore::new(config.wire.max_connections as usize));
-        let task = tokio::spawn(accept_loop(listener, log.clone(), conn, limit, shutdown.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            log.clone(),
+            conn,
+            limit,
+            shutdown.clone(),
+        ));
         Ok(Self {
             wire_addr,
             log,

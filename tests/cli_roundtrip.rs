@@ -15,18 +15,43 @@ fn produce_and_consume_through_the_cli() {
     let lines: Vec<String> = (0..1000).map(|i| format!("reading {i}")).collect();
     let input = lines.join("\n") + "\n";
     let out = broker.cli_stdin(&["produce", "readings", "--partition", "1"], &input);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let got = broker.cli_ok(&["consume", "readings", "--partition", "1", "--from-beginning"]);
+    let got = broker.cli_ok(&[
+        "consume",
+        "readings",
+        "--partition",
+        "1",
+        "--from-beginning",
+    ]);
     assert_eq!(got.lines().collect::<Vec<_>>(), lines);
 
     // An offset inside the log, with --max.
-    let got = broker.cli_ok(&["consume", "readings", "--partition", "1", "--offset", "500", "--max", "3"]);
-    assert_eq!(got.lines().collect::<Vec<_>>(), ["reading 500", "reading 501", "reading 502"]);
+    let got = broker.cli_ok(&[
+        "consume",
+        "readings",
+        "--partition",
+        "1",
+        "--offset",
+        "500",
+        "--max",
+        "3",
+    ]);
+    assert_eq!(
+        got.lines().collect::<Vec<_>>(),
+        ["reading 500", "reading 501", "reading 502"]
+    );
 
     let desc = broker.cli_ok(&["topics", "describe", "readings"]);
     assert!(desc.contains("partitions 2"), "{desc}");
-    let p1 = desc.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap();
+    let p1 = desc
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap();
     let cols: Vec<&str> = p1.split_whitespace().collect();
     assert_eq!(&cols[..3], ["1", "0", "1000"], "{desc}");
     broker.stop();
@@ -38,7 +63,9 @@ fn keyed_records_json_output_and_headers() {
     let broker = Broker::start(&dir.path().join("data"), "");
     broker.cli_ok(&["topics", "create", "t", "--partitions", "4"]);
     for (key, value) in [("dev-a", "1"), ("dev-b", "2"), ("dev-a", "3")] {
-        broker.cli_ok(&["produce", "t", "--key", key, "--value", value, "--header", "unit=C"]);
+        broker.cli_ok(&[
+            "produce", "t", "--key", key, "--value", value, "--header", "unit=C",
+        ]);
     }
     let mut seen = Vec::new();
     let out = broker.cli_ok(&["consume", "t", "--from-beginning", "--format", "json"]);
@@ -47,7 +74,11 @@ fn keyed_records_json_output_and_headers() {
         assert_eq!(v["headers"][0]["key"], "unit");
         assert_eq!(v["headers"][0]["value"], "C");
         assert!(v["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
-        seen.push((v["key"].as_str().unwrap().to_owned(), v["partition"].as_u64().unwrap(), v["value"].as_str().unwrap().to_owned()));
+        seen.push((
+            v["key"].as_str().unwrap().to_owned(),
+            v["partition"].as_u64().unwrap(),
+            v["value"].as_str().unwrap().to_owned(),
+        ));
     }
     assert_eq!(seen.len(), 3, "{out}");
     // Same key, same partition (Kafka's murmur2 rule), and in order within it.
@@ -56,7 +87,14 @@ fn keyed_records_json_output_and_headers() {
     assert_eq!((a[0].2.as_str(), a[1].2.as_str()), ("1", "3"));
     let expected_a = outpost::log::partitioner::partition_for_key(b"dev-a", 4);
     assert_eq!(a[0].1, u64::from(expected_a));
-    let text = broker.cli_ok(&["consume", "t", "--from-beginning", "--print-key", "--partition", &expected_a.to_string()]);
+    let text = broker.cli_ok(&[
+        "consume",
+        "t",
+        "--from-beginning",
+        "--print-key",
+        "--partition",
+        &expected_a.to_string(),
+    ]);
     assert!(text.lines().any(|l| l == "dev-a\t1"), "{text}");
 }
 
@@ -66,7 +104,15 @@ fn consumer_group_resumes_where_it_committed() {
     let broker = Broker::start(&dir.path().join("data"), "");
     let input: String = (0..10).map(|i| format!("m{i}\n")).collect();
     assert!(broker.cli_stdin(&["produce", "g"], &input).status.success());
-    let first = broker.cli_ok(&["consume", "g", "--group", "app", "--from-beginning", "--max", "4"]);
+    let first = broker.cli_ok(&[
+        "consume",
+        "g",
+        "--group",
+        "app",
+        "--from-beginning",
+        "--max",
+        "4",
+    ]);
     assert_eq!(first.lines().collect::<Vec<_>>(), ["m0", "m1", "m2", "m3"]);
     let rest = broker.cli_ok(&["consume", "g", "--group", "app"]);
     assert_eq!(rest.lines().count(), 6, "{rest}");
@@ -93,25 +139,46 @@ fn errors_are_one_clear_line() {
     // Nothing listens there now.
     let out = common::cli_with_stdin(&addr, &["topics", "list"], None);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach broker at") && err.contains("outpost serve"), "{err}");
+    assert!(
+        err.contains("cannot reach broker at") && err.contains("outpost serve"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]
 fn config_default_parses_and_check_names_bad_keys() {
     let dir = temp_dir();
-    let out = std::process::Command::new(common::bin()).args(["config", "default"]).output().unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["config", "default"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("fsync = \"always\""));
     let good = dir.path().join("good.toml");
     std::fs::write(&good, &text).unwrap();
-    let out = std::process::Command::new(common::bin()).args(["config", "check"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(common::bin())
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[log]\ncache_bytes = 10\n").unwrap();
-    let out = std::process::Command::new(common::bin()).args(["config", "check"]).arg(&bad).output().unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("log.cache_bytes") && err.contains("fix"), "{err}");
+    assert!(
+        err.contains("log.cache_bytes") && err.contains("fix"),
+        "{err}"
+    );
 }

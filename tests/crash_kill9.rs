@@ -29,7 +29,9 @@ const CYCLES: u32 = 3;
 type Acked = Arc<Mutex<HashMap<(u32, u64), (String, Instant)>>>;
 
 async fn producer(addr: String, id: u32, cycle: u32, stop: Arc<AtomicBool>, acked: Acked) {
-    let Ok(client) = Client::connect(&addr, &format!("crash-{id}")).await else { return };
+    let Ok(client) = Client::connect(&addr, &format!("crash-{id}")).await else {
+        return;
+    };
     let mut inflight = std::collections::VecDeque::new();
     let mut seq = 0u64;
     // Bounded: the kill ends the connection; the cap ends a runaway loop.
@@ -40,23 +42,43 @@ async fn producer(addr: String, id: u32, cycle: u32, stop: Arc<AtomicBool>, acke
         while inflight.len() < WINDOW {
             let n = 1 + (seq % 7) as usize;
             let partition = (seq as u32 + id) % PARTITIONS;
-            let values: Vec<String> = (0..n).map(|i| format!("c{cycle}-p{id}-{seq}-{i}")).collect();
+            let values: Vec<String> = (0..n)
+                .map(|i| format!("c{cycle}-p{id}-{seq}-{i}"))
+                .collect();
             let recs: Vec<NewRecord> = values
                 .iter()
-                .map(|v| NewRecord { value: v.clone().into_bytes(), key: Some(b"k".to_vec()), ..NewRecord::default() })
+                .map(|v| NewRecord {
+                    value: v.clone().into_bytes(),
+                    key: Some(b"k".to_vec()),
+                    ..NewRecord::default()
+                })
                 .collect();
-            let Ok(p) = client.send_produce(TOPIC, Some(partition), &recs, AckMode::Commit).await else { return };
+            let Ok(p) = client
+                .send_produce(TOPIC, Some(partition), &recs, AckMode::Commit)
+                .await
+            else {
+                return;
+            };
             inflight.push_back((p, values));
             seq += 1;
         }
-        let Some((p, values)) = inflight.pop_front() else { return };
-        let Ok(Some(ack)) = p.wait().await else { return };
+        let Some((p, values)) = inflight.pop_front() else {
+            return;
+        };
+        let Ok(Some(ack)) = p.wait().await else {
+            return;
+        };
         let now = Instant::now();
         assert_eq!(ack.count as usize, values.len());
         let mut map = acked.lock().unwrap();
         for (i, v) in values.into_iter().enumerate() {
             let prev = map.insert((ack.partition, ack.base_offset + i as u64), (v, now));
-            assert!(prev.is_none(), "offset {} of partition {} acknowledged twice", ack.base_offset + i as u64, ack.partition);
+            assert!(
+                prev.is_none(),
+                "offset {} of partition {} acknowledged twice",
+                ack.base_offset + i as u64,
+                ack.partition
+            );
         }
     }
 }
@@ -73,7 +95,10 @@ async fn read_all(addr: &str) -> HashMap<(u32, u64), String> {
             let f = c.fetch(TOPIC, p.partition, next, 1 << 20, 0).await.unwrap();
             assert!(!f.batches.is_empty());
             outpost::log::reader::visit_records(&f.batches, next, &mut scratch, 1 << 24, |r| {
-                out.insert((p.partition, r.offset), String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+                out.insert(
+                    (p.partition, r.offset),
+                    String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+                );
                 next = r.offset + 1;
             })
             .unwrap();
@@ -94,12 +119,28 @@ fn crash_cycles(extra: &str, loss_window: Option<Duration>, run_for: Duration) {
         if cycle == 0 {
             rt.block_on(async {
                 let c = Client::connect(&broker.addr, "admin").await.unwrap();
-                c.create_topic(TOPIC, PARTITIONS, None, None, outpost_firmware::Compression::None).await.unwrap();
+                c.create_topic(
+                    TOPIC,
+                    PARTITIONS,
+                    None,
+                    None,
+                    outpost_firmware::Compression::None,
+                )
+                .await
+                .unwrap();
             });
         }
         let stop = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = (0..PRODUCERS)
-            .map(|id| rt.spawn(producer(broker.addr.clone(), id, cycle, stop.clone(), acked.clone())))
+            .map(|id| {
+                rt.spawn(producer(
+                    broker.addr.clone(),
+                    id,
+                    cycle,
+                    stop.clone(),
+                    acked.clone(),
+                ))
+            })
             .collect();
         // Let load build, vary the kill point per cycle.
         std::thread::sleep(run_for + Duration::from_millis(150 * u64::from(cycle)));
@@ -119,9 +160,14 @@ fn crash_cycles(extra: &str, loss_window: Option<Duration>, run_for: Duration) {
         let mut lost = Vec::new();
         for (key, (value, at)) in map.iter() {
             match stored.get(key) {
-                Some(v) => assert_eq!(v, value, "cycle {cycle}: offset {key:?} holds another record"),
+                Some(v) => assert_eq!(
+                    v, value,
+                    "cycle {cycle}: offset {key:?} holds another record"
+                ),
                 None => {
-                    let window = loss_window.unwrap_or_else(|| panic!("cycle {cycle}: acknowledged record {key:?} = {value} lost"));
+                    let window = loss_window.unwrap_or_else(|| {
+                        panic!("cycle {cycle}: acknowledged record {key:?} = {value} lost")
+                    });
                     let age = killed_at.saturating_duration_since(*at);
                     assert!(age <= window, "cycle {cycle}: record {key:?} acknowledged {age:?} before the kill was lost (allowed: {window:?})");
                     lost.push(*key);
@@ -133,7 +179,10 @@ fn crash_cycles(extra: &str, loss_window: Option<Duration>, run_for: Duration) {
             map.remove(key);
         }
         lost_total += lost.len();
-        assert!(before > 100, "cycle {cycle}: only {before} records acknowledged; the load did not run");
+        assert!(
+            before > 100,
+            "cycle {cycle}: only {before} records acknowledged; the load did not run"
+        );
         eprintln!("cycle {cycle}: {before} acknowledged records checked, {} lost within the allowed window, {} stored", lost.len(), stored.len());
         drop(map);
         broker.stop();
@@ -143,12 +192,20 @@ fn crash_cycles(extra: &str, loss_window: Option<Duration>, run_for: Duration) {
 
 #[test]
 fn kill9_loses_nothing_acknowledged_with_fsync_always() {
-    crash_cycles("[log]\nfsync = \"always\"\n", None, Duration::from_millis(700));
+    crash_cycles(
+        "[log]\nfsync = \"always\"\n",
+        None,
+        Duration::from_millis(700),
+    );
 }
 
 #[test]
 fn kill9_with_fsync_interval_loses_at_most_the_last_interval() {
     // 200 ms interval; the window allows the interval plus generous scheduling slack.
     let extra = "[log]\nfsync = \"interval\"\nfsync_interval_ms = 200\n";
-    crash_cycles(extra, Some(Duration::from_millis(200 + 3000)), Duration::from_millis(1500));
+    crash_cycles(
+        extra,
+        Some(Duration::from_millis(200 + 3000)),
+        Duration::from_millis(1500),
+    );
 }

@@ -46,67 +46,123 @@ fn error_code(bytes: &[u8]) -> Option<ErrorCode> {
     }
 }
 
-/// Asserts the peer closes (read returns EOF or reset) within the timeout.
-fn assert_closed(s: &mut TcpStream, buf: &mut Vec<u8>) {
-    assert!(read_frame(s, buf).is_none(), "connection stayed open");
+/// Asserts the broker closes the connection: EOF or reset, not our read timeout (10 s).
+fn assert_closed(s: &mut TcpStream, buf: &[u8]) {
+    assert!(
+        codec::decode_frame(buf, 1 << 20).ok().flatten().is_none(),
+        "unexpected frame"
+    );
+    let mut chunk = [0u8; 4096];
+    for _ in 0..1000 {
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("connection stayed open ({e})"),
+        }
+    }
+    panic!("connection kept sending");
 }
 
 fn hello(s: &mut TcpStream, buf: &mut Vec<u8>) {
-    send(s, &Frame::Hello { version: PROTOCOL_VERSION, client_id: "bad" });
+    send(
+        s,
+        &Frame::Hello {
+            version: PROTOCOL_VERSION,
+            client_id: "bad",
+        },
+    );
     let ack = read_frame(s, buf).unwrap();
-    assert!(matches!(codec::decode_frame(&ack, 1 << 20).unwrap().unwrap().0, Frame::HelloAck { .. }));
+    assert!(matches!(
+        codec::decode_frame(&ack, 1 << 20).unwrap().unwrap().0,
+        Frame::HelloAck { .. }
+    ));
 }
 
 #[test]
 fn hostile_frames_get_errors_and_never_take_the_broker_down() {
     let dir = temp_dir();
-    let broker = Broker::start(&dir.path().join("data"), "[wire]\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 65536\n");
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        "[wire]\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 65536\nidle_timeout_ms = 1000\n",
+    );
     let addr = broker.addr.clone();
     let mut buf = Vec::new();
 
     // Unknown protocol version: error frame, then close.
     let mut s = connect(&addr);
-    send(&mut s, &Frame::Hello { version: 99, client_id: "x" });
-    assert_eq!(error_code(&read_frame(&mut s, &mut buf).unwrap()), Some(ErrorCode::UNSUPPORTED_VERSION));
-    assert_closed(&mut s, &mut buf);
+    send(
+        &mut s,
+        &Frame::Hello {
+            version: 99,
+            client_id: "x",
+        },
+    );
+    assert_eq!(
+        error_code(&read_frame(&mut s, &mut buf).unwrap()),
+        Some(ErrorCode::UNSUPPORTED_VERSION)
+    );
+    assert_closed(&mut s, &buf);
 
     // A request before hello.
     buf.clear();
     let mut s = connect(&addr);
     send(&mut s, &Frame::Ping { request_id: 1 });
-    assert_eq!(error_code(&read_frame(&mut s, &mut buf).unwrap()), Some(ErrorCode::HELLO_REQUIRED));
-    assert_closed(&mut s, &mut buf);
+    assert_eq!(
+        error_code(&read_frame(&mut s, &mut buf).unwrap()),
+        Some(ErrorCode::HELLO_REQUIRED)
+    );
+    assert_closed(&mut s, &buf);
 
     // A length prefix announcing 1 GiB: refused before any body is buffered.
     buf.clear();
     let mut s = connect(&addr);
     hello(&mut s, &mut buf);
     s.write_all(&[0x80, 0x80, 0x80, 0x80, 0x04]).unwrap();
-    assert_eq!(error_code(&read_frame(&mut s, &mut buf).unwrap()), Some(ErrorCode::FRAME_TOO_LARGE));
-    assert_closed(&mut s, &mut buf);
+    assert_eq!(
+        error_code(&read_frame(&mut s, &mut buf).unwrap()),
+        Some(ErrorCode::FRAME_TOO_LARGE)
+    );
+    assert_closed(&mut s, &buf);
 
     // A length prefix that never ends (varint overflow).
     buf.clear();
     let mut s = connect(&addr);
     hello(&mut s, &mut buf);
     s.write_all(&[0xff; 8]).unwrap();
-    assert!(matches!(error_code(&read_frame(&mut s, &mut buf).unwrap()), Some(ErrorCode::MALFORMED_FRAME | ErrorCode::FRAME_TOO_LARGE)));
-    assert_closed(&mut s, &mut buf);
+    assert!(matches!(
+        error_code(&read_frame(&mut s, &mut buf).unwrap()),
+        Some(ErrorCode::MALFORMED_FRAME | ErrorCode::FRAME_TOO_LARGE)
+    ));
+    assert_closed(&mut s, &buf);
 
     // Garbage inside a well-delimited frame: an error frame, and the connection goes on.
     buf.clear();
     let mut s = connect(&addr);
     hello(&mut s, &mut buf);
     s.write_all(&[5, 0xfe, 0xff, 0xff, 0x01, 0x02]).unwrap();
-    assert_eq!(error_code(&read_frame(&mut s, &mut buf).unwrap()), Some(ErrorCode::MALFORMED_FRAME));
+    assert_eq!(
+        error_code(&read_frame(&mut s, &mut buf).unwrap()),
+        Some(ErrorCode::MALFORMED_FRAME)
+    );
     send(&mut s, &Frame::Ping { request_id: 9 });
     let pong = read_frame(&mut s, &mut buf).unwrap();
-    assert!(matches!(codec::decode_frame(&pong, 1 << 20).unwrap().unwrap().0, Frame::Pong { request_id: 9 }));
+    assert!(matches!(
+        codec::decode_frame(&pong, 1 << 20).unwrap().unwrap().0,
+        Frame::Pong { request_id: 9 }
+    ));
 
     // A truncated frame and a vanished peer.
     let mut s = connect(&addr);
     s.write_all(&[40, 0, 1, 2]).unwrap();
     drop(s);
+
+    // A peer stalled inside a frame is closed after the idle timeout (1 s here).
+    buf.clear();
+    let mut s = connect(&addr);
+    hello(&mut s, &mut buf);
+    s.write_all(&[40, 0, 1, 2]).unwrap();
+    assert_closed(&mut s, &buf);
 
     // Random garbage from several connections.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -121,6 +177,7 @@ fn hostile_frames_get_errors_and_never_take_the_broker_down() {
             })
             .collect();
         let _ = s.write_all(&junk);
+        // An error frame and a close, or (junk that reads as a partial frame) the idle close.
         let mut b = Vec::new();
         let _ = read_frame(&mut s, &mut b);
     }
@@ -128,7 +185,9 @@ fn hostile_frames_get_errors_and_never_take_the_broker_down() {
     // The broker still serves a normal client.
     let rt = runtime();
     rt.block_on(async {
-        let c = outpost::client::Client::connect(&addr, "good").await.unwrap();
+        let c = outpost::client::Client::connect(&addr, "good")
+            .await
+            .unwrap();
         c.ping().await.unwrap();
         c.list_topics().await.unwrap();
     });

@@ -7,7 +7,10 @@ use outpost::client::{Client, ClientError, NewRecord};
 use outpost_firmware::{AckMode, Compression};
 
 fn rec(v: &str) -> NewRecord {
-    NewRecord { value: v.as_bytes().to_vec(), ..NewRecord::default() }
+    NewRecord {
+        value: v.as_bytes().to_vec(),
+        ..NewRecord::default()
+    }
 }
 
 #[test]
@@ -18,10 +21,16 @@ fn restart_keeps_topics_records_and_group_offsets() {
     let broker = Broker::start(&data, "");
     rt.block_on(async {
         let c = Client::connect(&broker.addr, "t").await.unwrap();
-        c.create_topic("kept", 3, Some(3_600_000), None, Compression::Zstd).await.unwrap();
+        c.create_topic("kept", 3, Some(3_600_000), None, Compression::Zstd)
+            .await
+            .unwrap();
         for p in 0..3 {
             let recs: Vec<_> = (0..100).map(|i| rec(&format!("p{p}-{i}"))).collect();
-            let ack = c.produce("kept", Some(p), &recs, AckMode::Commit).await.unwrap().unwrap();
+            let ack = c
+                .produce("kept", Some(p), &recs, AckMode::Commit)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!((ack.partition, ack.base_offset, ack.count), (p, 0, 100));
         }
         c.commit_offset("g1", "kept", 2, 42).await.unwrap();
@@ -44,7 +53,10 @@ fn restart_keeps_topics_records_and_group_offsets() {
         let mut values = Vec::new();
         let mut scratch = Vec::new();
         outpost::log::reader::visit_records(&f.batches, 57, &mut scratch, 1 << 24, |r| {
-            values.push((r.offset, String::from_utf8(r.value.unwrap().to_vec()).unwrap()));
+            values.push((
+                r.offset,
+                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+            ));
         })
         .unwrap();
         assert_eq!(values.len(), 43);
@@ -61,7 +73,9 @@ fn out_of_range_fetch_carries_the_valid_range() {
     let broker = Broker::start(&dir.path().join("data"), "");
     rt.block_on(async {
         let c = Client::connect(&broker.addr, "t").await.unwrap();
-        c.produce("r", Some(0), &[rec("a"), rec("b")], AckMode::Commit).await.unwrap();
+        c.produce("r", Some(0), &[rec("a"), rec("b")], AckMode::Commit)
+            .await
+            .unwrap();
         match c.fetch("r", 0, 7, 1024, 0).await {
             Err(ClientError::OffsetOutOfRange { start: 0, end: 2 }) => {}
             other => panic!("expected OffsetOutOfRange [0, 2], got {other:?}"),
@@ -71,7 +85,9 @@ fn out_of_range_fetch_carries_the_valid_range() {
         assert!(f.batches.is_empty());
         assert_eq!(f.high_watermark, 2);
         match c.fetch("r", 5, 0, 1024, 0).await {
-            Err(ClientError::Broker { code, .. }) => assert_eq!(code, outpost_firmware::ErrorCode::UNKNOWN_PARTITION),
+            Err(ClientError::Broker { code, .. }) => {
+                assert_eq!(code, outpost_firmware::ErrorCode::UNKNOWN_PARTITION)
+            }
             other => panic!("expected UNKNOWN_PARTITION, got {other:?}"),
         }
     });
@@ -84,12 +100,20 @@ fn long_poll_fetch_wakes_on_new_data() {
     let broker = Broker::start(&dir.path().join("data"), "");
     rt.block_on(async {
         let c = Client::connect(&broker.addr, "t").await.unwrap();
-        c.produce("lp", Some(0), &[rec("first")], AckMode::Commit).await.unwrap();
+        c.produce("lp", Some(0), &[rec("first")], AckMode::Commit)
+            .await
+            .unwrap();
         let reader = Client::connect(&broker.addr, "r").await.unwrap();
         let wait = tokio::spawn(async move { reader.fetch("lp", 0, 1, 1024, 20_000).await });
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        c.produce("lp", Some(0), &[rec("second")], AckMode::Commit).await.unwrap();
-        let f = tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.unwrap().unwrap().unwrap();
+        c.produce("lp", Some(0), &[rec("second")], AckMode::Commit)
+            .await
+            .unwrap();
+        let f = tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(f.high_watermark, 2);
         assert!(!f.batches.is_empty());
     });

@@ -89,11 +89,19 @@ struct ProducerResult {
 
 async fn produce(broker: &str, b: ProduceBench) -> Result<(), CliError> {
     if b.producers == 0 || b.window == 0 || b.batch == 0 {
-        return Err(CliError::Usage("--producers, --window and --batch must be positive"));
+        return Err(CliError::Usage(
+            "--producers, --window and --batch must be positive",
+        ));
     }
     let admin = connect(broker, "bench").await?;
     match admin
-        .create_topic(&b.topic, b.partitions, None, None, outpost_firmware::Compression::None)
+        .create_topic(
+            &b.topic,
+            b.partitions,
+            None,
+            None,
+            outpost_firmware::Compression::None,
+        )
         .await
     {
         Ok(()) | Err(ClientError::Broker { .. }) => {}
@@ -104,14 +112,22 @@ async fn produce(broker: &str, b: ProduceBench) -> Result<(), CliError> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..b.producers {
-        let quota = if i == 0 { per + b.records % u64::from(b.producers) } else { per };
+        let quota = if i == 0 {
+            per + b.records % u64::from(b.producers)
+        } else {
+            per
+        };
         let (b2, bar, broker) = (b.clone(), bar.clone(), broker.to_owned());
-        tasks.push(tokio::spawn(async move { producer(&broker, &b2, quota, &bar).await }));
+        tasks.push(tokio::spawn(async move {
+            producer(&broker, &b2, quota, &bar).await
+        }));
     }
     let mut hist = new_histogram();
     let mut total = 0;
     for t in tasks {
-        let r = t.await.map_err(|_| CliError::Usage("a producer task panicked"))??;
+        let r = t
+            .await
+            .map_err(|_| CliError::Usage("a producer task panicked"))??;
         // Same bounds on both sides: adding cannot fail.
         let _ = hist.add(&r.latencies);
         total += r.records;
@@ -123,7 +139,11 @@ async fn produce(broker: &str, b: ProduceBench) -> Result<(), CliError> {
 }
 
 fn progress(b: &ProduceBench) -> Arc<ProgressBar> {
-    let bar = if b.quiet || b.json { ProgressBar::hidden() } else { ProgressBar::new(b.records) };
+    let bar = if b.quiet || b.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(b.records)
+    };
     let style = ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
@@ -135,7 +155,12 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
-async fn producer(broker: &str, b: &ProduceBench, quota: u64, bar: &ProgressBar) -> Result<ProducerResult, CliError> {
+async fn producer(
+    broker: &str,
+    b: &ProduceBench,
+    quota: u64,
+    bar: &ProgressBar,
+) -> Result<ProducerResult, CliError> {
     let client = connect(broker, "bench-producer").await?;
     let value: Vec<u8> = (0..b.record_size).map(|i| b'a' + (i % 26) as u8).collect();
     let mut hist = new_histogram();
@@ -146,18 +171,28 @@ async fn producer(broker: &str, b: &ProduceBench, quota: u64, bar: &ProgressBar)
         while sent < quota && inflight.len() < b.window as usize {
             let n = u64::from(b.batch).min(quota - sent) as u32;
             records.clear();
-            records.extend((0..n).map(|_| NewRecord { value: value.clone(), ..NewRecord::default() }));
-            let p = client.send_produce(&b.topic, None, &records, AckMode::Commit).await?;
+            records.extend((0..n).map(|_| NewRecord {
+                value: value.clone(),
+                ..NewRecord::default()
+            }));
+            let p = client
+                .send_produce(&b.topic, None, &records, AckMode::Commit)
+                .await?;
             inflight.push_back((Instant::now(), p, n));
             sent += u64::from(n);
         }
-        let Some((at, p, n)) = inflight.pop_front() else { break };
+        let Some((at, p, n)) = inflight.pop_front() else {
+            break;
+        };
         p.wait().await?;
         let _ = hist.record(at.elapsed().as_micros().max(1) as u64);
         acked += u64::from(n);
         bar.inc(u64::from(n));
     }
-    Ok(ProducerResult { latencies: hist, records: acked })
+    Ok(ProducerResult {
+        latencies: hist,
+        records: acked,
+    })
 }
 
 fn report(b: &ProduceBench, records: u64, elapsed: Duration, hist: &Histogram<u64>) {
@@ -174,7 +209,12 @@ fn report(b: &ProduceBench, records: u64, elapsed: Duration, hist: &Histogram<u6
         println!("{obj}");
     } else {
         println!("{records} records in {secs:.2} s: {rps:.0} records/s, {mbps:.2} MB/s (values)");
-        println!("ack latency per request: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms", q(0.5), q(0.99), q(0.999));
+        println!(
+            "ack latency per request: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+            q(0.5),
+            q(0.99),
+            q(0.999)
+        );
     }
 }
 
@@ -187,22 +227,33 @@ async fn consume(broker: &str, b: ConsumeBench) -> Result<(), CliError> {
     for p in &info.partition_info {
         let mut next = p.start_offset;
         while next < p.end_offset {
-            let f = client.fetch(&b.topic, p.partition, next, b.fetch_bytes, 0).await?;
+            let f = client
+                .fetch(&b.topic, p.partition, next, b.fetch_bytes, 0)
+                .await?;
             bytes += f.batches.len() as u64;
             let visited = visit_records(&f.batches, next, &mut scratch, 16 << 20, |r| {
                 records += 1;
                 next = r.offset + 1;
             });
             if visited.is_err() || f.batches.is_empty() {
-                return Err(CliError::Client(ClientError::Unexpected("fetch returned no readable batches")));
+                return Err(CliError::Client(ClientError::Unexpected(
+                    "fetch returned no readable batches",
+                )));
             }
         }
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     if b.json {
-        println!("{}", serde_json::json!({"records": records, "seconds": secs, "records_per_sec": records as f64 / secs, "mb_per_sec": bytes as f64 / secs / 1e6}));
+        println!(
+            "{}",
+            serde_json::json!({"records": records, "seconds": secs, "records_per_sec": records as f64 / secs, "mb_per_sec": bytes as f64 / secs / 1e6})
+        );
     } else {
-        println!("{records} records ({bytes} stored bytes) in {secs:.2} s: {:.0} records/s, {:.2} MB/s", records as f64 / secs, bytes as f64 / secs / 1e6);
+        println!(
+            "{records} records ({bytes} stored bytes) in {secs:.2} s: {:.0} records/s, {:.2} MB/s",
+            records as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
     }
     Ok(())
 }

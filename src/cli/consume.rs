@@ -72,7 +72,9 @@ pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), CliError> {
     let client = connect(broker, "consume").await?;
     let info = client.describe_topic(&args.topic).await?;
     if args.offset.is_some() && args.partition.is_none() && info.partitions > 1 {
-        return Err(CliError::Usage("--offset needs --partition on a topic with several partitions"));
+        return Err(CliError::Usage(
+            "--offset needs --partition on a topic with several partitions",
+        ));
     }
     let partitions: Vec<u32> = match args.partition {
         Some(p) => vec![p],
@@ -86,14 +88,23 @@ pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), CliError> {
             Some(g) => client.fetch_offset(g, &args.topic, p).await?,
             None => None,
         };
-        let next = args.offset.or(committed).unwrap_or(if args.from_beginning { start } else { end });
-        cursors.push(Cursor { partition: p, next, stop: (!args.follow).then_some(end) });
+        let next =
+            args.offset
+                .or(committed)
+                .unwrap_or(if args.from_beginning { start } else { end });
+        cursors.push(Cursor {
+            partition: p,
+            next,
+            stop: (!args.follow).then_some(end),
+        });
     }
     let mut printed = 0u64;
     let result = consume_loop(&client, &args, &mut cursors, &mut printed).await;
     if let Some(g) = &args.group {
         for c in &cursors {
-            client.commit_offset(g, &args.topic, c.partition, c.next).await?;
+            client
+                .commit_offset(g, &args.topic, c.partition, c.next)
+                .await?;
         }
     }
     result
@@ -115,8 +126,15 @@ async fn consume_loop(
                 continue;
             }
             active = true;
-            let wait = if cursors_len_one(args) { FOLLOW_WAIT_MS } else { 100 };
-            let fetched = match client.fetch(&args.topic, c.partition, c.next, FETCH_BYTES, wait).await {
+            let wait = if cursors_len_one(args) {
+                FOLLOW_WAIT_MS
+            } else {
+                100
+            };
+            let fetched = match client
+                .fetch(&args.topic, c.partition, c.next, FETCH_BYTES, wait)
+                .await
+            {
                 Ok(f) => f,
                 Err(ClientError::OffsetOutOfRange { start, end }) if args.offset.is_none() => {
                     // The group's or our position fell out of retention: restart at the start.
@@ -127,21 +145,29 @@ async fn consume_loop(
                 Err(e) => return Err(e.into()),
             };
             let mut error = None;
-            let visit = visit_records(&fetched.batches, c.next, &mut scratch, MAX_DECOMPRESSED, |r| {
-                if args.max.is_some_and(|m| *printed >= m) || error.is_some() {
-                    return;
-                }
-                if let Err(e) = print_record(&mut out, args, c.partition, r) {
-                    error = Some(e);
-                }
-                c.next = r.offset + 1;
-                *printed += 1;
-            });
+            let visit = visit_records(
+                &fetched.batches,
+                c.next,
+                &mut scratch,
+                MAX_DECOMPRESSED,
+                |r| {
+                    if args.max.is_some_and(|m| *printed >= m) || error.is_some() {
+                        return;
+                    }
+                    if let Err(e) = print_record(&mut out, args, c.partition, r) {
+                        error = Some(e);
+                    }
+                    c.next = r.offset + 1;
+                    *printed += 1;
+                },
+            );
             if let Some(e) = error {
                 return Err(e.into());
             }
             if visit.is_err() {
-                return Err(CliError::Client(ClientError::Unexpected("a fetched batch does not decode")));
+                return Err(CliError::Client(ClientError::Unexpected(
+                    "a fetched batch does not decode",
+                )));
             }
             out.flush()?;
             if args.max.is_some_and(|m| *printed >= m) {
@@ -158,7 +184,12 @@ fn cursors_len_one(args: &ConsumeArgs) -> bool {
     args.partition.is_some()
 }
 
-fn print_record(out: &mut impl Write, args: &ConsumeArgs, partition: u32, r: &RecordRef<'_>) -> std::io::Result<()> {
+fn print_record(
+    out: &mut impl Write,
+    args: &ConsumeArgs,
+    partition: u32,
+    r: &RecordRef<'_>,
+) -> std::io::Result<()> {
     let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
     match args.format {
         Format::Text => {

@@ -74,19 +74,29 @@ impl Producer<'_> {
         }
         let pending = self
             .client
-            .send_produce(&self.args.topic, self.args.partition, records, AckMode::Commit)
+            .send_produce(
+                &self.args.topic,
+                self.args.partition,
+                records,
+                AckMode::Commit,
+            )
             .await?;
         self.inflight.push_back(pending);
         Ok(())
     }
 
     async fn wait_one(&mut self) -> Result<(), CliError> {
-        let Some(p) = self.inflight.pop_front() else { return Ok(()) };
+        let Some(p) = self.inflight.pop_front() else {
+            return Ok(());
+        };
         if let Some(ack) = p.wait().await? {
             self.acked += u64::from(ack.count);
             if self.args.verbose {
                 let last = ack.base_offset + u64::from(ack.count) - 1;
-                eprintln!("partition {} offsets {}..={}", ack.partition, ack.base_offset, last);
+                eprintln!(
+                    "partition {} offsets {}..={}",
+                    ack.partition, ack.base_offset, last
+                );
             }
         }
         Ok(())
@@ -96,7 +106,12 @@ impl Producer<'_> {
 /// Runs `produce`.
 pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), CliError> {
     let client = connect(broker, "produce").await?;
-    let mut p = Producer { client, args: &args, inflight: VecDeque::new(), acked: 0 };
+    let mut p = Producer {
+        client,
+        args: &args,
+        inflight: VecDeque::new(),
+        acked: 0,
+    };
     if let Some(v) = &args.value {
         let rec = p.record(v);
         p.send(&[rec]).await?;

@@ -74,9 +74,21 @@ fn limit(v: i64) -> Option<u64> {
 pub async fn run(broker: &str, cmd: TopicsCommand) -> Result<(), CliError> {
     let client = connect(broker, "topics").await?;
     match cmd {
-        TopicsCommand::Create { name, partitions, retention_ms, retention_bytes, compression } => {
+        TopicsCommand::Create {
+            name,
+            partitions,
+            retention_ms,
+            retention_bytes,
+            compression,
+        } => {
             client
-                .create_topic(&name, partitions, limit(retention_ms), limit(retention_bytes), compression.into())
+                .create_topic(
+                    &name,
+                    partitions,
+                    limit(retention_ms),
+                    limit(retention_bytes),
+                    compression.into(),
+                )
                 .await?;
             println!("created topic {name} with {partitions} partition(s)");
         }
@@ -90,12 +102,24 @@ pub async fn run(broker: &str, cmd: TopicsCommand) -> Result<(), CliError> {
             let show = |v: Option<u64>| v.map_or("unlimited".to_owned(), |v| v.to_string());
             println!(
                 "topic {}  partitions {}  retention.ms {}  retention.bytes {}  compression {:?}",
-                t.name, t.partitions, show(t.retention_ms), show(t.retention_bytes), t.compression
+                t.name,
+                t.partitions,
+                show(t.retention_ms),
+                show(t.retention_bytes),
+                t.compression
             );
-            println!("{:>9} {:>14} {:>14} {:>14} {:>15}", "partition", "start", "end", "bytes", "oldest_ts_ms");
+            println!(
+                "{:>9} {:>14} {:>14} {:>14} {:>15}",
+                "partition", "start", "end", "bytes", "oldest_ts_ms"
+            );
             for p in &t.partition_info {
-                let oldest = p.oldest_timestamp_ms.map_or("-".to_owned(), |v| v.to_string());
-                println!("{:>9} {:>14} {:>14} {:>14} {:>15}", p.partition, p.start_offset, p.end_offset, p.bytes, oldest);
+                let oldest = p
+                    .oldest_timestamp_ms
+                    .map_or("-".to_owned(), |v| v.to_string());
+                println!(
+                    "{:>9} {:>14} {:>14} {:>14} {:>15}",
+                    p.partition, p.start_offset, p.end_offset, p.bytes, oldest
+                );
             }
         }
         TopicsCommand::Delete { name } => {

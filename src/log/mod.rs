@@ -402,7 +402,15 @@ impl Log {
         let handle = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
             .name("outpost-writer".into())
-            .spawn(move || writer.run(&handle))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| writer.run(&handle));
+                if std::panic::catch_unwind(run).is_err() {
+                    // Without its writer the broker can only refuse work. Every acknowledged
+                    // record is committed, so dying and being restarted loses nothing.
+                    tracing::error!("the log writer panicked; aborting");
+                    std::process::abort();
+                }
+            })
             // Spawning a thread fails only when the OS is out of resources at start-up.
             .expect("spawn the log writer thread");
         Self {
@@ -509,7 +517,8 @@ impl Log {
     /// Deletes a topic, its records and its consumer-group offsets.
     pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let name = name.to_owned();
-        self.call(|reply| Request::DeleteTopic { name, reply }).await
+        self.call(|reply| Request::DeleteTopic { name, reply })
+            .await
     }
 
     /// Settings for topics created without explicit ones.
@@ -551,7 +560,10 @@ impl Log {
         target: Target<'_>,
         records: PendingRecords,
     ) -> Result<Appended, AppendError> {
-        self.enqueue_append(topic, target, records).await?.wait().await
+        self.enqueue_append(topic, target, records)
+            .await?
+            .wait()
+            .await
     }
 
     /// Queues an append and returns at once with a handle to await its commit. Appends queued
@@ -624,7 +636,9 @@ impl Log {
         })
         .await;
         // The closure does not panic; a JoinError here means the runtime is shutting down.
-        result.map_err(|_| GroupError::ShuttingDown)?.map_err(Into::into)
+        result
+            .map_err(|_| GroupError::ShuttingDown)?
+            .map_err(Into::into)
     }
 
     fn check_partition(&self, topic: &str, partition: u32) -> Result<(), GroupError> {
@@ -669,13 +683,13 @@ impl Log {
         let t = self
             .topic(topic)
             .ok_or_else(|| ReadError::UnknownTopic(topic.to_owned()))?;
-        let p = t
-            .partitions
-            .get(partition as usize)
-            .ok_or_else(|| ReadError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-            })?;
+        let p =
+            t.partitions
+                .get(partition as usize)
+                .ok_or_else(|| ReadError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                })?;
         let mut rx = p.end.subscribe();
         drop(t);
         let waited = tokio::time::timeout(max_wait, rx.wait_for(|&end| end > offset))
@@ -691,7 +705,13 @@ impl Log {
     /// `ShuttingDown`. Idempotent.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.inner.requests.send(Request::Shutdown(tx)).await.is_ok() {
+        if self
+            .inner
+            .requests
+            .send(Request::Shutdown(tx))
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
         let thread = self

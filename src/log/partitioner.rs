@@ -60,7 +60,10 @@ mod tests {
             ("foobar", -790_332_482),
             ("a-little-bit-long-string", -985_981_536),
             ("a-little-bit-longer-string", -1_486_304_829),
-            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             ("abc", 479_470_107),
         ];
         for (input, expected) in cases {
@@ -70,7 +73,10 @@ mod tests {
 
     #[test]
     fn same_key_same_partition_and_spread() {
-        assert_eq!(partition_for_key(b"sensor-7", 12), partition_for_key(b"sensor-7", 12));
+        assert_eq!(
+            partition_for_key(b"sensor-7", 12),
+            partition_for_key(b"sensor-7", 12)
+        );
         // Pinned: changing this breaks every stored keyed topic's layout.
         assert_eq!(partition_for_key(b"foobar", 10), 6);
         let mut seen = [0u32; 4];

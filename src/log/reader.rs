@@ -79,9 +79,11 @@ impl Log {
         }
         let db = self.db().clone();
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || read_blocking(&db, &topic, partition, offset, max_bytes))
-            .await
-            .map_err(|_| ReadError::ShuttingDown)?
+        tokio::task::spawn_blocking(move || {
+            read_blocking(&db, &topic, partition, offset, max_bytes)
+        })
+        .await
+        .map_err(|_| ReadError::ShuttingDown)?
     }
 }
 

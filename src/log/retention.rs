@@ -11,8 +11,8 @@
 //! the floor it lowers the cap by 10% per run. The file then stops growing, and a full disk
 //! never stops the writer. The cap is lifted once free space is back above 1.5× the floor.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -262,7 +262,13 @@ pub async fn run(
         let need = disk_need(&log, &config, &data_dir, &mut guard);
         let t = run_once(&log, super::now_ms(), need).await;
         if t.batches > 0 {
-            tracing::info!(batches = t.batches, records = t.records, bytes = t.bytes, disk_pressure = need > 0, "retention deleted batches");
+            tracing::info!(
+                batches = t.batches,
+                records = t.records,
+                bytes = t.bytes,
+                disk_pressure = need > 0,
+                "retention deleted batches"
+            );
         }
     }
 }
@@ -283,7 +289,13 @@ fn disk_need(log: &Log, config: &RetentionConfig, dir: &Path, guard: &mut DiskGu
         .sum();
     let need = guard.plan(free, floor, stored);
     if need > 0 {
-        tracing::warn!(free, floor, stored, need, "free disk below the floor: deleting the oldest data");
+        tracing::warn!(
+            free,
+            floor,
+            stored,
+            need,
+            "free disk below the floor: deleting the oldest data"
+        );
     }
     need
 }
@@ -308,7 +320,12 @@ mod tests {
 
     #[test]
     fn time_retention_cuts_expired_prefix_only() {
-        let batches = [b(0, 10, 100, 50), b(10, 10, 200, 50), b(20, 10, 900, 50), b(30, 5, 150, 50)];
+        let batches = [
+            b(0, 10, 100, 50),
+            b(10, 10, 200, 50),
+            b(20, 10, 900, 50),
+            b(30, 5, 150, 50),
+        ];
         let limits = Limits {
             retention_ms: Some(500),
             ..NONE

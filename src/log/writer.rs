@@ -237,7 +237,7 @@ impl Writer {
     fn next(&mut self, rt: &Handle) -> Next {
         let received = if self.dirty {
             let wait = self.next_durable.saturating_duration_since(Instant::now());
-            match rt.block_on(tokio::time::timeout(wait, self.rx.recv())) {
+            match rt.block_on(async { tokio::time::timeout(wait, self.rx.recv()).await }) {
                 Ok(r) => r,
                 Err(_) => return Next::DurableTick,
             }
@@ -273,7 +273,8 @@ impl Writer {
             if bytes >= self.options.min_commit_bytes || now >= deadline {
                 return (group, None);
             }
-            match rt.block_on(tokio::time::timeout(deadline - now, self.rx.recv())) {
+            match rt.block_on(async { tokio::time::timeout(deadline - now, self.rx.recv()).await })
+            {
                 Ok(Some(req)) => pending = Some(req),
                 Ok(None) | Err(_) => return (group, None),
             }
@@ -288,8 +289,9 @@ impl Writer {
 
     /// Applies `group` in one transaction, commits, publishes, then answers every request.
     fn commit_group(&mut self, group: Vec<Request>, force_durable: bool) {
-        let durable =
-            force_durable || self.options.fsync.every_commit() || Instant::now() >= self.next_durable;
+        let durable = force_durable
+            || self.options.fsync.every_commit()
+            || Instant::now() >= self.next_durable;
         let mut commit = Commit {
             topics: self.topics.clone(),
             ops: Vec::new(),
@@ -307,7 +309,9 @@ impl Writer {
                 outcomes = group
                     .iter()
                     .zip(outcomes)
-                    .map(|(req, o)| Some(o.map_or_else(|| Outcome::failed(req, &e), |o| o.fail(&e))))
+                    .map(|(req, o)| {
+                        Some(o.map_or_else(|| Outcome::failed(req, &e), |o| o.fail(&e)))
+                    })
                     .collect();
             }
         }
@@ -361,11 +365,15 @@ impl Writer {
             self.dirty = true;
         }
         let s = &self.stats;
-        s.records_appended.fetch_add(commit.records, Ordering::Relaxed);
+        s.records_appended
+            .fetch_add(commit.records, Ordering::Relaxed);
         s.bytes_appended.fetch_add(commit.bytes, Ordering::Relaxed);
-        s.retention_batches.fetch_add(commit.trimmed.batches, Ordering::Relaxed);
-        s.retention_records.fetch_add(commit.trimmed.records, Ordering::Relaxed);
-        s.retention_bytes.fetch_add(commit.trimmed.bytes, Ordering::Relaxed);
+        s.retention_batches
+            .fetch_add(commit.trimmed.batches, Ordering::Relaxed);
+        s.retention_records
+            .fetch_add(commit.trimmed.records, Ordering::Relaxed);
+        s.retention_bytes
+            .fetch_add(commit.trimmed.bytes, Ordering::Relaxed);
         self.topics = commit.topics;
         let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
         for op in commit.ops {
@@ -405,7 +413,9 @@ impl Writer {
                 partition,
                 offset,
                 ..
-            } => Outcome::Group(commit_offset(txn, commit, group, topic, *partition, *offset)?),
+            } => Outcome::Group(commit_offset(
+                txn, commit, group, topic, *partition, *offset,
+            )?),
             Request::Trim {
                 topic,
                 partition,
@@ -432,11 +442,11 @@ impl Writer {
         for (i, req) in run.iter().enumerate() {
             if let Request::Append(a) = req {
                 let key = (a.topic.as_str(), a.partition);
-                members.entry(key).or_insert_with(|| {
+                let slot = members.entry(key).or_insert_with(|| {
                     order.push(key);
                     Vec::new()
                 });
-                members.get_mut(&key).map(|m| m.push(i));
+                slot.push(i);
             }
         }
         for key in order {
@@ -477,7 +487,9 @@ impl Writer {
             .entry(cfg.compression)
             .or_insert_with(|| BatchBuilder::new(cfg.compression, self.options.batch_max_bytes));
         for &i in idx {
-            let Request::Append(a) = &run[i] else { continue };
+            let Request::Append(a) = &run[i] else {
+                continue;
+            };
             let outcome = rebatch(
                 builder,
                 &mut sink,
@@ -495,7 +507,9 @@ impl Writer {
         if let Some(t) = commit.topics.get_mut(topic) {
             t.1[partition as usize] = meta;
         }
-        commit.ops.push(CatalogOp::Publish(topic.to_owned(), partition));
+        commit
+            .ops
+            .push(CatalogOp::Publish(topic.to_owned(), partition));
         Ok(())
     }
 
@@ -729,21 +743,18 @@ fn trim(
     for base in &doomed {
         table.remove((partition, *base))?;
     }
-    let first = table.range((partition, 0)..=(partition, u64::MAX))?.next();
     let old_start = meta.start_offset;
-    match first {
+    let first = match table.range((partition, 0)..=(partition, u64::MAX))?.next() {
         Some(entry) => {
             let (key, value) = entry?;
-            meta.start_offset = key.value().1;
-            meta.oldest_timestamp_ms = batch::parse_header(value.value())
+            let ts = batch::parse_header(value.value())
                 .ok()
                 .map(|(h, _)| u64::try_from(h.first_timestamp).unwrap_or(0));
+            Some((key.value().1, ts))
         }
-        None => {
-            meta.start_offset = meta.end_offset;
-            meta.oldest_timestamp_ms = None;
-        }
-    }
+        None => None,
+    };
+    (meta.start_offset, meta.oldest_timestamp_ms) = first.unwrap_or((meta.end_offset, None));
     trimmed.records = meta.start_offset - old_start;
     meta.bytes = meta.bytes.saturating_sub(trimmed.bytes);
     meta.batches = meta.batches.saturating_sub(trimmed.batches);
@@ -751,7 +762,9 @@ fn trim(
     drop(table);
     put_meta(txn, topic, partition, &meta)?;
     commit.trimmed.add(&trimmed);
-    commit.ops.push(CatalogOp::Publish(topic.to_owned(), partition));
+    commit
+        .ops
+        .push(CatalogOp::Publish(topic.to_owned(), partition));
     Ok(Ok(trimmed))
 }
 

@@ -37,6 +37,8 @@ pub struct ConnConfig {
     pub max_inflight: u32,
     /// Largest uncompressed batch built from one produce.
     pub batch_max_bytes: usize,
+    /// Silence after which an idle connection is closed.
+    pub idle_timeout: Duration,
 }
 
 /// A reply channel to the socket writer task.
@@ -82,7 +84,12 @@ pub async fn serve(stream: TcpStream, log: Log, config: ConnConfig, shutdown: Sh
     };
     let result = conn.read_loop(&mut rd, &shutdown).await;
     if let Err(reason) = result {
-        tracing::debug!(?peer, client = conn.session.client_id(), reason, "connection closed");
+        tracing::debug!(
+            ?peer,
+            client = conn.session.client_id(),
+            reason,
+            "connection closed"
+        );
     }
     conn.drain().await;
     drop(conn);
@@ -133,13 +140,24 @@ impl Conn {
             }
             let start = buf.len();
             buf.resize(start + READ_CHUNK, 0);
-            let n = tokio::select! {
-                r = rd.read(&mut buf[start..]) => r.map_err(|_| "read error")?,
-                _ = stop.wait_for(|&s| s) => return Err("shutdown"),
+            let n = loop {
+                tokio::select! {
+                    r = rd.read(&mut buf[start..]) => break r.map_err(|_| "read error")?,
+                    _ = stop.wait_for(|&s| s) => return Err("shutdown"),
+                    _ = tokio::time::sleep(self.config.idle_timeout) => {
+                        if self.is_idle() {
+                            return Err("idle timeout");
+                        }
+                    }
+                }
             };
             buf.truncate(start + n);
             if n == 0 {
-                return if buf.is_empty() { Ok(()) } else { Err("eof inside a frame") };
+                return if buf.is_empty() {
+                    Ok(())
+                } else {
+                    Err("eof inside a frame")
+                };
             }
         }
     }
@@ -262,7 +280,13 @@ impl Conn {
         }
         let Some(owned) = handlers::OwnedRequest::from_frame(frame) else {
             let id = frame.request_id().unwrap_or(0);
-            return send_error(&self.replies, id, ErrorCode::UNEXPECTED_FRAME, "unexpected frame").await;
+            return send_error(
+                &self.replies,
+                id,
+                ErrorCode::UNEXPECTED_FRAME,
+                "unexpected frame",
+            )
+            .await;
         };
         let permit = self.permit().await;
         let (log, replies) = (self.log.clone(), self.replies.clone());
@@ -280,7 +304,9 @@ impl Conn {
         };
         let target = match target_of(req.partition, records) {
             Ok(t) => t,
-            Err(msg) => return send_error(&self.replies, id, ErrorCode::INVALID_REQUEST, msg).await,
+            Err(msg) => {
+                return send_error(&self.replies, id, ErrorCode::INVALID_REQUEST, msg).await
+            }
         };
         let permit = self.permit().await;
         let queued = self.log.enqueue_append(req.topic, target, pending).await;
@@ -319,17 +345,19 @@ impl Conn {
         Ok(pending)
     }
 
-    fn push(
-        &mut self,
-        rec: &Record<'_>,
-        now: u64,
-    ) -> Result<Push, crate::log::batch::BatchError> {
+    fn push(&mut self, rec: &Record<'_>, now: u64) -> Result<Push, crate::log::batch::BatchError> {
         let ts = i64::try_from(rec.timestamp_ms.unwrap_or(now)).unwrap_or(i64::MAX);
         let headers = rec
             .headers
             .iter()
             .map(|h| h.map(|h| (h.key, Some(h.value))));
-        self.builder.push_iter(ts, rec.key, Some(rec.value), headers)
+        self.builder
+            .push_iter(ts, rec.key, Some(rec.value), headers)
+    }
+
+    /// No request of this connection is in flight (a long-poll fetch is not idleness).
+    fn is_idle(&self) -> bool {
+        self.inflight.available_permits() == self.config.max_inflight as usize
     }
 
     /// Waits (bounded) for this connection's in-flight requests so their replies go out.

@@ -106,22 +106,74 @@ impl OwnedRequest {
     /// Copies a client request out of `frame`; `None` for frames that are not such requests.
     pub fn from_frame(frame: &Frame<'_>) -> Option<Self> {
         Some(match *frame {
-            Frame::Fetch { request_id, topic, partition, offset, max_bytes, max_wait_ms } => {
-                Self::Fetch { id: request_id, topic: topic.into(), partition, offset, max_bytes, max_wait_ms }
+            Frame::Fetch {
+                request_id,
+                topic,
+                partition,
+                offset,
+                max_bytes,
+                max_wait_ms,
+            } => Self::Fetch {
+                id: request_id,
+                topic: topic.into(),
+                partition,
+                offset,
+                max_bytes,
+                max_wait_ms,
+            },
+            Frame::CommitOffset {
+                request_id,
+                group,
+                topic,
+                partition,
+                offset,
+            } => Self::CommitOffset {
+                id: request_id,
+                group: group.into(),
+                topic: topic.into(),
+                partition,
+                offset,
+            },
+            Frame::FetchOffset {
+                request_id,
+                group,
+                topic,
+                partition,
+            } => Self::FetchOffset {
+                id: request_id,
+                group: group.into(),
+                topic: topic.into(),
+                partition,
+            },
+            Frame::CreateTopic {
+                request_id,
+                name,
+                partitions,
+                retention_ms,
+                retention_bytes,
+                compression,
+            } => {
+                let spec = TopicSpec {
+                    partitions,
+                    retention_ms,
+                    retention_bytes,
+                    compression: compression_from_wire(compression),
+                };
+                Self::CreateTopic {
+                    id: request_id,
+                    name: name.into(),
+                    spec,
+                }
             }
-            Frame::CommitOffset { request_id, group, topic, partition, offset } => {
-                Self::CommitOffset { id: request_id, group: group.into(), topic: topic.into(), partition, offset }
-            }
-            Frame::FetchOffset { request_id, group, topic, partition } => {
-                Self::FetchOffset { id: request_id, group: group.into(), topic: topic.into(), partition }
-            }
-            Frame::CreateTopic { request_id, name, partitions, retention_ms, retention_bytes, compression } => {
-                let spec = TopicSpec { partitions, retention_ms, retention_bytes, compression: compression_from_wire(compression) };
-                Self::CreateTopic { id: request_id, name: name.into(), spec }
-            }
-            Frame::DeleteTopic { request_id, name } => Self::DeleteTopic { id: request_id, name: name.into() },
+            Frame::DeleteTopic { request_id, name } => Self::DeleteTopic {
+                id: request_id,
+                name: name.into(),
+            },
             Frame::ListTopics { request_id } => Self::ListTopics { id: request_id },
-            Frame::DescribeTopic { request_id, name } => Self::DescribeTopic { id: request_id, name: name.into() },
+            Frame::DescribeTopic { request_id, name } => Self::DescribeTopic {
+                id: request_id,
+                name: name.into(),
+            },
             _ => return None,
         })
     }
@@ -130,23 +182,48 @@ impl OwnedRequest {
 /// Runs `req` and queues its reply.
 pub async fn run(req: OwnedRequest, log: &Log, replies: &Replies) {
     match req {
-        OwnedRequest::Fetch { id, topic, partition, offset, max_bytes, max_wait_ms } => {
+        OwnedRequest::Fetch {
+            id,
+            topic,
+            partition,
+            offset,
+            max_bytes,
+            max_wait_ms,
+        } => {
             let wait = Duration::from_millis(u64::from(max_wait_ms)).min(MAX_FETCH_WAIT);
             fetch(log, replies, id, &topic, partition, offset, max_bytes, wait).await;
         }
-        OwnedRequest::CommitOffset { id, group, topic, partition, offset } => {
+        OwnedRequest::CommitOffset {
+            id,
+            group,
+            topic,
+            partition,
+            offset,
+        } => {
             let r = log.commit_offset(&group, &topic, partition, offset).await;
             done_or(replies, id, r.map_err(|e| group_code(&e))).await;
         }
-        OwnedRequest::FetchOffset { id, group, topic, partition } => {
-            match log.fetch_offset(&group, &topic, partition).await {
-                Ok(offset) => send(replies, &Frame::OffsetResult { request_id: id, offset }).await,
-                Err(e) => {
-                    let (code, msg) = group_code(&e);
-                    send_error(replies, id, code, &msg).await;
-                }
+        OwnedRequest::FetchOffset {
+            id,
+            group,
+            topic,
+            partition,
+        } => match log.fetch_offset(&group, &topic, partition).await {
+            Ok(offset) => {
+                send(
+                    replies,
+                    &Frame::OffsetResult {
+                        request_id: id,
+                        offset,
+                    },
+                )
+                .await
             }
-        }
+            Err(e) => {
+                let (code, msg) = group_code(&e);
+                send_error(replies, id, code, &msg).await;
+            }
+        },
         OwnedRequest::CreateTopic { id, name, spec } => {
             let r = log.create_topic(&name, spec).await;
             done_or(replies, id, r.map_err(|e| topic_code(&e))).await;
@@ -180,7 +257,9 @@ async fn fetch(
 ) {
     // Replies stay within the default frame limit every client accepts.
     let max_frame = codec::DEFAULT_MAX_FRAME_LEN;
-    let max_bytes = max_bytes.min(max_frame.saturating_sub(FETCH_FRAME_OVERHEAD)).max(1);
+    let max_bytes = max_bytes
+        .min(max_frame.saturating_sub(FETCH_FRAME_OVERHEAD))
+        .max(1);
     let mut result = log.read(topic, partition, offset, max_bytes).await;
     if matches!(&result, Ok(r) if r.batches.is_empty()) && !wait.is_zero() {
         if let Err(e) = log.wait_for(topic, partition, offset, wait).await {
@@ -201,7 +280,12 @@ async fn fetch(
             send(replies, &frame).await;
         }
         Err(ReadError::OffsetOutOfRange { start, end, .. }) => {
-            let frame = Frame::OffsetOutOfRange { request_id: id, partition, start, end };
+            let frame = Frame::OffsetOutOfRange {
+                request_id: id,
+                partition,
+                start,
+                end,
+            };
             send(replies, &frame).await;
         }
         Err(e) => {
@@ -210,7 +294,6 @@ async fn fetch(
         }
     }
 }
-
 
 async fn list_topics(log: &Log, replies: &Replies, id: u32) {
     let names = log.list_topics();
@@ -223,7 +306,16 @@ async fn list_topics(log: &Log, replies: &Replies, id: u32) {
         }
     }
     match w.finish() {
-        Ok(seq) => send(replies, &Frame::TopicList { request_id: id, names: seq }).await,
+        Ok(seq) => {
+            send(
+                replies,
+                &Frame::TopicList {
+                    request_id: id,
+                    names: seq,
+                },
+            )
+            .await
+        }
         Err(_) => send_error(replies, id, ErrorCode::INTERNAL, "topic list too large").await,
     }
 }

@@ -72,15 +72,17 @@ impl Session {
         match (self.state, frame) {
             (State::AwaitHello, Frame::Hello { version, client_id }) => {
                 if *version != PROTOCOL_VERSION {
-                    return refuse(ErrorCode::UNSUPPORTED_VERSION, "unsupported protocol version: this broker speaks version 1", true);
+                    return refuse(
+                        ErrorCode::UNSUPPORTED_VERSION,
+                        "unsupported protocol version: this broker speaks version 1",
+                        true,
+                    );
                 }
                 self.client_id = (*client_id).to_owned();
                 self.state = State::Ready;
                 Gate::Welcome
             }
-            (State::AwaitHello, _) => {
-                refuse(ErrorCode::HELLO_REQUIRED, "send Hello first", true)
-            }
+            (State::AwaitHello, _) => refuse(ErrorCode::HELLO_REQUIRED, "send Hello first", true),
             (State::Ready, Frame::Hello { .. }) => {
                 refuse(ErrorCode::UNEXPECTED_FRAME, "hello already done", false)
             }
@@ -127,7 +129,14 @@ mod tests {
     fn hello_first_then_requests() {
         let mut s = Session::new();
         let ping = Frame::Ping { request_id: 1 };
-        assert!(matches!(s.admit(&ping), Gate::Refuse { code: ErrorCode::HELLO_REQUIRED, close: true, .. }));
+        assert!(matches!(
+            s.admit(&ping),
+            Gate::Refuse {
+                code: ErrorCode::HELLO_REQUIRED,
+                close: true,
+                ..
+            }
+        ));
         let hello = Frame::Hello {
             version: PROTOCOL_VERSION,
             client_id: "dev-1",
@@ -137,7 +146,13 @@ mod tests {
         assert_eq!(s.admit(&ping), Gate::Serve);
         assert!(matches!(s.admit(&hello), Gate::Refuse { close: false, .. }));
         let pong = Frame::Pong { request_id: 1 };
-        assert!(matches!(s.admit(&pong), Gate::Refuse { code: ErrorCode::UNEXPECTED_FRAME, .. }));
+        assert!(matches!(
+            s.admit(&pong),
+            Gate::Refuse {
+                code: ErrorCode::UNEXPECTED_FRAME,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -147,7 +162,14 @@ mod tests {
             version: PROTOCOL_VERSION + 1,
             client_id: "x",
         };
-        assert!(matches!(s.admit(&hello), Gate::Refuse { code: ErrorCode::UNSUPPORTED_VERSION, close: true, .. }));
+        assert!(matches!(
+            s.admit(&hello),
+            Gate::Refuse {
+                code: ErrorCode::UNSUPPORTED_VERSION,
+                close: true,
+                ..
+            }
+        ));
         assert_eq!(s.state(), State::AwaitHello);
     }
 }

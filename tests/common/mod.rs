@@ -31,10 +31,7 @@ pub struct Broker {
 
 /// Extra TOML appended to the generated config (e.g. `[log]\nfsync = "interval"`).
 pub fn config_text(data_dir: &Path, extra: &str) -> String {
-    format!(
-        "data_dir = {:?}\n{extra}\n",
-        data_dir.display().to_string()
-    )
+    format!("data_dir = {:?}\n{extra}\n", data_dir.display().to_string())
 }
 
 impl Broker {
@@ -107,7 +104,10 @@ impl Broker {
     /// SIGTERM, wait for a clean exit; returns stderr. Panics if it does not exit in time.
     pub fn stop(mut self) -> String {
         let mut c = self.child.take().unwrap();
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = std::time::Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = c.try_wait().unwrap() {
@@ -120,7 +120,10 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+        self.stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Runs the CLI against this broker.
@@ -136,7 +139,11 @@ impl Broker {
     /// Runs the CLI and asserts success; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
-        assert!(out.status.success(), "outpost {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "outpost {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 }
@@ -157,7 +164,11 @@ pub fn cli_with_stdin(addr: &str, args: &[&str], input: Option<&str>) -> Output 
         .arg(addr)
         .args(args)
         .env("RUST_LOG", "warn")
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -181,7 +192,10 @@ pub fn cli_with_stdin(addr: &str, args: &[&str], input: Option<&str>) -> Output 
 
 /// A fresh temporary directory, removed on drop.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("outpost-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("outpost-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// A tokio runtime for tests that use the async client.
