@@ -856,97 +856,125 @@ fn write_uvarint(out: &mut [u8; 5], mut v: u64) -> usize {
     n + 1
 }
 
-/// A bounds-checked reader over a records section or one record.
+/// A record-level decoding failure: small and `Copy`, so the hot decoding functions return
+/// their results in registers; it becomes a [`BatchError`] at the iterator's edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Overrun,
+    Varint,
+    Negative(i32),
+    Trailing,
+    OffsetDelta(i32),
+    Timestamp,
+}
+
+impl From<Fault> for BatchError {
+    fn from(f: Fault) -> Self {
+        match f {
+            Fault::Overrun => Self::RecordOverrun,
+            Fault::Varint => Self::Varint,
+            Fault::Negative(n) => Self::NegativeLength(n),
+            Fault::Trailing => Self::TrailingRecordBytes,
+            Fault::OffsetDelta(d) => Self::BadOffsetDelta(d),
+            Fault::Timestamp => Self::TimestampOverflow,
+        }
+    }
+}
+
+/// A bounds-checked reader over a records section or one record: the bytes not yet read.
 #[derive(Debug, Clone)]
 struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    rest: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+    fn new(rest: &'a [u8]) -> Self {
+        Self { rest }
     }
 
     fn is_empty(&self) -> bool {
-        self.pos >= self.buf.len()
+        self.rest.is_empty()
     }
 
+    /// Unzigzagged varint. One- and two-byte values (lengths below 64 and 8192, small deltas)
+    /// take the inlined path.
     #[inline]
-    fn uvarint32(&mut self) -> Result<u32, BatchError> {
-        let mut v = 0u32;
-        for i in 0..5 {
-            let b = *self
-                .buf
-                .get(self.pos + i)
-                .ok_or(BatchError::RecordOverrun)?;
-            // The fifth byte holds the top 4 bits and must end the varint.
-            if i == 4 && b > 0x0f {
-                return Err(BatchError::Varint);
+    fn varint(&mut self) -> Result<i32, Fault> {
+        match *self.rest {
+            [b0, ref rest @ ..] if b0 < 0x80 => {
+                self.rest = rest;
+                Ok(unzigzag32(u32::from(b0)))
             }
-            v |= u32::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                self.pos += i + 1;
-                return Ok(v);
+            [b0, b1, ref rest @ ..] if b1 < 0x80 => {
+                self.rest = rest;
+                Ok(unzigzag32(u32::from(b0 & 0x7f) | u32::from(b1) << 7))
             }
+            _ => self.uvarint(5).map(|v| unzigzag32(v as u32)),
         }
-        Err(BatchError::Varint)
     }
 
+    /// Unzigzagged varlong, with the same fast paths.
     #[inline]
-    fn varint(&mut self) -> Result<i32, BatchError> {
-        self.uvarint32().map(unzigzag32)
+    fn varlong(&mut self) -> Result<i64, Fault> {
+        match *self.rest {
+            [b0, ref rest @ ..] if b0 < 0x80 => {
+                self.rest = rest;
+                Ok(unzigzag64(u64::from(b0)))
+            }
+            [b0, b1, ref rest @ ..] if b1 < 0x80 => {
+                self.rest = rest;
+                Ok(unzigzag64(u64::from(b0 & 0x7f) | u64::from(b1) << 7))
+            }
+            _ => self.uvarint(10).map(unzigzag64),
+        }
     }
 
-    fn varlong(&mut self) -> Result<i64, BatchError> {
+    /// LEB128 of at most `max_len` bytes (5 for a varint, 10 for a varlong) whose last byte
+    /// carries no bits beyond the type's width.
+    #[inline(never)]
+    fn uvarint(&mut self, max_len: usize) -> Result<u64, Fault> {
+        let top_bits = if max_len == 5 { 0x0f } else { 0x01 };
         let mut v = 0u64;
-        for i in 0..10 {
-            let b = *self
-                .buf
-                .get(self.pos + i)
-                .ok_or(BatchError::RecordOverrun)?;
-            // The tenth byte holds the top bit and must end the varlong.
-            if i == 9 && b > 0x01 {
-                return Err(BatchError::Varint);
+        for i in 0..max_len {
+            let b = *self.rest.get(i).ok_or(Fault::Overrun)?;
+            if i == max_len - 1 && b > top_bits {
+                return Err(Fault::Varint);
             }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
-                self.pos += i + 1;
-                return Ok(unzigzag64(v));
+                self.rest = &self.rest[i + 1..];
+                return Ok(v);
             }
         }
-        Err(BatchError::Varint)
+        Err(Fault::Varint)
     }
 
     #[inline]
-    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
-        if n > self.remaining() {
-            return Err(BatchError::RecordOverrun);
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Fault> {
+        if n > self.rest.len() {
+            return Err(Fault::Overrun);
         }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
+        let (taken, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(taken)
     }
 
     /// A varint length (≥ 0) then that many bytes.
-    fn sized(&mut self) -> Result<&'a [u8], BatchError> {
+    #[inline]
+    fn sized(&mut self) -> Result<&'a [u8], Fault> {
         let len = self.varint()?;
-        let len = usize::try_from(len).map_err(|_| BatchError::NegativeLength(len))?;
-        self.take(len)
+        let n = usize::try_from(len).map_err(|_| Fault::Negative(len))?;
+        self.take(n)
     }
 
     /// A varint length (≥ 0, or -1 for null) then that many bytes.
     #[inline]
-    fn nullable(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
+    fn nullable(&mut self) -> Result<Option<&'a [u8]>, Fault> {
         match self.varint()? {
             -1 => Ok(None),
             len => match usize::try_from(len) {
-                Ok(len) => self.take(len).map(Some),
-                Err(_) => Err(BatchError::NegativeLength(len)),
+                Ok(n) => self.take(n).map(Some),
+                Err(_) => Err(Fault::Negative(len)),
             },
         }
     }
@@ -1205,6 +1233,8 @@ pub struct RecordIter<'a> {
     remaining: u32,
     /// Smallest offset delta the next record may have.
     next_delta: i64,
+    /// Every record's timestamp under LogAppendTime.
+    fixed_timestamp: Option<i64>,
     done: bool,
 }
 
@@ -1246,6 +1276,8 @@ pub fn records<'a>(
         section: Cursor::new(section),
         remaining: header.record_count.unsigned_abs(),
         next_delta: 0,
+        fixed_timestamp: (header.timestamp_type() == TimestampType::LogAppendTime)
+            .then_some(header.max_timestamp),
         done: false,
     })
 }
@@ -1280,7 +1312,7 @@ impl<'a> Iterator for RecordIter<'a> {
         if record.is_err() {
             self.done = true;
         }
-        Some(record)
+        Some(record.map_err(BatchError::from))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -1295,8 +1327,27 @@ impl<'a> Iterator for RecordIter<'a> {
 impl FusedIterator for RecordIter<'_> {}
 
 impl<'a> RecordIter<'a> {
+    /// Checks every remaining record and header as iterating would, without handing them out
+    /// (the lean loop behind [`validate`]).
+    fn check_all(mut self) -> Result<(), BatchError> {
+        while self.remaining > 0 && !self.section.is_empty() {
+            self.remaining -= 1;
+            let record = self.read_record()?;
+            let mut headers = record.headers.cur;
+            for _ in 0..record.headers.remaining {
+                let key = headers.sized()?;
+                std::str::from_utf8(key).map_err(BatchError::Utf8)?;
+                headers.nullable()?;
+            }
+        }
+        if self.remaining != 0 || !self.section.is_empty() {
+            return Err(BatchError::RecordCountMismatch);
+        }
+        Ok(())
+    }
+
     #[inline]
-    fn read_record(&mut self) -> Result<RecordRef<'a>, BatchError> {
+    fn read_record(&mut self) -> Result<RecordRef<'a>, Fault> {
         let body = self.section.sized()?;
         let mut r = Cursor::new(body);
         r.take(1)?; // attributes: unused
@@ -1314,45 +1365,47 @@ impl<'a> RecordIter<'a> {
         })
     }
 
-    fn offset(&mut self, delta: i32) -> Result<u64, BatchError> {
+    #[inline]
+    fn offset(&mut self, delta: i32) -> Result<u64, Fault> {
         let d = i64::from(delta);
         if d < self.next_delta || delta > self.header.last_offset_delta {
-            return Err(BatchError::BadOffsetDelta(delta));
+            return Err(Fault::OffsetDelta(delta));
         }
         self.next_delta = d + 1;
         Ok(self.header.base_offset + d.unsigned_abs())
     }
 
-    fn timestamp(&self, delta: i64) -> Result<i64, BatchError> {
-        match self.header.timestamp_type() {
-            TimestampType::LogAppendTime => Ok(self.header.max_timestamp),
-            TimestampType::CreateTime => self
+    #[inline]
+    fn timestamp(&self, delta: i64) -> Result<i64, Fault> {
+        match self.fixed_timestamp {
+            Some(ts) => Ok(ts),
+            None => self
                 .header
                 .first_timestamp
                 .checked_add(delta)
-                .ok_or(BatchError::TimestampOverflow),
+                .ok_or(Fault::Timestamp),
         }
     }
 }
 
 /// Reads a record's header count and walks its headers, which must end the record exactly.
 #[inline]
-fn read_headers<'a>(r: &mut Cursor<'a>) -> Result<HeaderIter<'a>, BatchError> {
+fn read_headers<'a>(r: &mut Cursor<'a>) -> Result<HeaderIter<'a>, Fault> {
     let count = r.varint()?;
-    let count_u = u32::try_from(count).map_err(|_| BatchError::NegativeLength(count))?;
-    let start = r.pos;
-    if count_u as usize > r.remaining() / MIN_HEADER_LEN {
-        return Err(BatchError::RecordOverrun);
+    let count_u = u32::try_from(count).map_err(|_| Fault::Negative(count))?;
+    let headers = r.rest;
+    if count_u as usize > headers.len() / MIN_HEADER_LEN {
+        return Err(Fault::Overrun);
     }
     for _ in 0..count_u {
         r.sized()?;
         r.nullable()?;
     }
     if !r.is_empty() {
-        return Err(BatchError::TrailingRecordBytes);
+        return Err(Fault::Trailing);
     }
     Ok(HeaderIter {
-        cur: Cursor::new(&r.buf[start..]),
+        cur: Cursor::new(headers),
         remaining: count_u,
     })
 }
@@ -1371,11 +1424,7 @@ pub fn validate_with(
     max_decompressed: usize,
 ) -> Result<BatchHeader, BatchError> {
     let (header, _) = parse_header(batch)?;
-    for record in records(batch, scratch, max_decompressed)? {
-        for h in record?.headers {
-            h?;
-        }
-    }
+    records(batch, scratch, max_decompressed)?.check_all()?;
     Ok(header)
 }
 
@@ -2143,28 +2192,19 @@ mod tests {
             &[0xff, 0xff, 0xff, 0xff, 0x8f, 0x00], // 5th byte continues
         ];
         for bytes in too_long {
-            assert!(matches!(
-                Cursor::new(bytes).varint(),
-                Err(BatchError::Varint)
-            ));
+            assert!(matches!(Cursor::new(bytes).varint(), Err(Fault::Varint)));
         }
         let long = [0xffu8; 9]
             .iter()
             .chain(&[0x02])
             .copied()
             .collect::<Vec<_>>();
-        assert!(matches!(
-            Cursor::new(&long).varlong(),
-            Err(BatchError::Varint)
-        ));
+        assert!(matches!(Cursor::new(&long).varlong(), Err(Fault::Varint)));
         assert!(matches!(
             Cursor::new(&[0xff; 11]).varlong(),
-            Err(BatchError::Varint)
+            Err(Fault::Varint)
         ));
-        assert!(matches!(
-            Cursor::new(&[0x80]).varint(),
-            Err(BatchError::RecordOverrun)
-        ));
+        assert!(matches!(Cursor::new(&[0x80]).varint(), Err(Fault::Overrun)));
     }
 
     #[test]

@@ -910,6 +910,9 @@ impl Fsync {
 }
 
 #[cfg(test)]
+mod log_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -486,6 +486,8 @@ impl Writer {
             .builders
             .entry(cfg.compression)
             .or_insert_with(|| BatchBuilder::new(cfg.compression, self.options.batch_max_bytes));
+        // A failed commit may have left records in it; they belong to no batch now.
+        builder.clear();
         for &i in idx {
             let Request::Append(a) = &run[i] else {
                 continue;

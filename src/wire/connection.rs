@@ -328,6 +328,10 @@ impl Conn {
         records: &outpost_firmware::Records<'_>,
     ) -> Result<PendingRecords, (ErrorCode, &'static str)> {
         let malformed = (ErrorCode::MALFORMED_FRAME, "malformed records");
+        // Check every record (and header) before encoding any, and start from an empty
+        // builder: nothing of a rejected produce may reach another one.
+        records.validate_all().map_err(|_| malformed)?;
+        self.builder.clear();
         let now = crate::log::now_ms();
         let mut pending = PendingRecords::default();
         for rec in records.iter() {
