@@ -5,9 +5,10 @@ use super::*;
 use crate::config::{Config, Fsync};
 
 fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_owned();
-    c
+    Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    }
 }
 
 fn pending(values: &[&[u8]]) -> PendingRecords {
