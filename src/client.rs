@@ -182,8 +182,18 @@ impl Client {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(SEND_QUEUE);
         let waiters: Waiters = Arc::default();
         tokio::spawn(async move {
+            // Coalesce queued frames into one write: one syscall for many small requests.
+            let mut out = Vec::with_capacity(64 << 10);
             while let Some(bytes) = rx.recv().await {
-                if wr.write_all(&bytes).await.is_err() {
+                out.clear();
+                out.extend_from_slice(&bytes);
+                while out.len() < (256 << 10) {
+                    match rx.try_recv() {
+                        Ok(more) => out.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                if wr.write_all(&out).await.is_err() {
                     return;
                 }
             }
@@ -545,11 +555,12 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, waiters: Waiters) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
     let mut chunk = vec![0u8; 64 << 10];
     loop {
+        let mut at = 0;
         loop {
-            match codec::decode_frame(&buf, MAX_REPLY_FRAME) {
+            match codec::decode_frame(&buf[at..], MAX_REPLY_FRAME) {
                 Ok(Some((frame, used))) => {
-                    route(&frame, &buf[..used], &waiters);
-                    buf.drain(..used);
+                    route(&frame, &buf[at..at + used], &waiters);
+                    at += used;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -559,6 +570,8 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, waiters: Waiters) {
                 }
             }
         }
+        // Drop the decoded frames once per read, not once per frame.
+        buf.drain(..at);
         match rd.read(&mut chunk).await {
             Ok(0) | Err(_) => {
                 waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();

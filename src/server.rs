@@ -168,7 +168,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     tracing::info!(addr = %server.wire_addr, data_dir = %data_dir.display(), gateway_id = server.log.gateway_id(), "serving");
     crate::shutdown::os_signal().await;
     tracing::info!("shutting down: draining connections and the log writer");
+    let log = server.log.clone();
     server.stop().await;
-    tracing::info!("stopped");
+    tracing::info!(stats = log.stats_summary(), "stopped");
     Ok(())
 }

@@ -107,8 +107,19 @@ async fn read_all(addr: &str) -> HashMap<(u32, u64), String> {
     out
 }
 
+/// How a cycle ends the broker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Kill9,
+    Sigterm,
+}
+
 /// Runs the cycles; `loss_window` is how long before the kill an ack may be lost (None: never).
 fn crash_cycles(extra: &str, loss_window: Option<Duration>, run_for: Duration) {
+    cycles(extra, loss_window, run_for, Ending::Kill9);
+}
+
+fn cycles(extra: &str, loss_window: Option<Duration>, run_for: Duration, ending: Ending) {
     let dir = temp_dir();
     let data = dir.path().join("data");
     let rt = runtime();
@@ -145,7 +156,14 @@ fn crash_cycles(extra: &str, loss_window: Option<Duration>, run_for: Duration) {
         // Let load build, vary the kill point per cycle.
         std::thread::sleep(run_for + Duration::from_millis(150 * u64::from(cycle)));
         let killed_at = Instant::now();
-        broker.kill9();
+        match ending {
+            Ending::Kill9 => broker.kill9(),
+            // A graceful stop under load: exit status 0 (checked by stop), acks drained.
+            Ending::Sigterm => {
+                let stderr = broker.stop();
+                assert!(!stderr.contains("panicked"), "{stderr}");
+            }
+        }
         stop.store(true, Ordering::Relaxed);
         rt.block_on(async {
             for t in tasks {
@@ -207,5 +225,15 @@ fn kill9_with_fsync_interval_loses_at_most_the_last_interval() {
         extra,
         Some(Duration::from_millis(200 + 3000)),
         Duration::from_millis(1500),
+    );
+}
+
+#[test]
+fn sigterm_under_load_drains_and_loses_nothing() {
+    cycles(
+        "[log]\nfsync = \"interval\"\nfsync_interval_ms = 5000\n",
+        None,
+        Duration::from_millis(500),
+        Ending::Sigterm,
     );
 }

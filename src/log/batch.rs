@@ -4,7 +4,7 @@
 //! batches, [`parse_header`] and [`Batches`] check and split stored or received bytes,
 //! [`records`] iterates the records of one batch without allocating, [`validate`] checks a batch
 //! end to end, and [`set_base_offset`] assigns offsets. It does not know about topics,
-//! partitions, redb tables or offsets assignment policy (see `log::writer` and `log::tables`).
+//! partitions, redb tables or which offsets to assign (see `log::writer` and `log::tables`).
 //!
 //! # Why Kafka's format
 //!
@@ -61,24 +61,26 @@
 //! Only the records section is compressed; the header stays readable. What we write:
 //! gzip — one RFC 1952 member (deflate level [`GZIP_LEVEL`]); snappy — the xerial framing that
 //! Kafka's Java client writes (16-byte header, then big-endian-length-prefixed raw snappy blocks
-//! of up to 32 KiB); lz4 — one LZ4 frame with independent 64 KiB blocks, no checksums, no
-//! content size (what Kafka's Java client writes); zstd — one frame with its content size, level
+//! of up to 32 KiB); lz4 — one LZ4 frame with independent blocks of up to 64 KiB, no
+//! checksums, no content size (a plain descriptor every Kafka client reads); zstd — one frame with its content size, level
 //! [`ZSTD_LEVEL`]. A batch whose compressed records would not be smaller than the plain ones is
 //! stored uncompressed (attributes say so), so stored batches never grow past
 //! `max_batch_bytes`.
 //!
 //! What we read: gzip with any number of members; snappy xerial-framed or one raw block; any LZ4
 //! frame without a dictionary (linked or independent blocks; its own xxhash checksums are
-//! skipped, the batch CRC-32C already covers the compressed bytes); any zstd frames. Output is
-//! bounded by the caller's `max_decompressed` (and [`MAX_BATCH_BYTES`]) before it is produced, so
-//! a decompression bomb costs at most that much memory.
+//! skipped, the batch CRC-32C already covers the compressed bytes); any zstd frames. Output
+//! stops at the caller's `max_decompressed` (and [`MAX_BATCH_BYTES`]), so a decompression bomb
+//! costs at most about that much memory.
 //!
 //! # Guarantees on hostile input
 //!
-//! Every decoder here takes peer bytes: none panics, none allocates from a length or count found
-//! in the input (counts are checked against the bytes that must hold them first), and
-//! decompression never produces more than the limit.
+//! Every decoder here takes peer bytes: none panics; none allocates from a length or count found
+//! in the input beyond the decompression limit (counts are checked against the bytes that must
+//! hold them first); decompression never produces more than the limit. The fuzz target
+//! `fuzz/fuzz_targets/batch_decode.rs` exercises all of it.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::fmt;
 use std::io::Read;
@@ -390,7 +392,8 @@ pub enum BatchError {
     /// A length or count is negative (other than -1 for a null key or value).
     #[error("negative length or count {0}")]
     NegativeLength(i32),
-    /// A record timestamp does not fit an i64.
+    /// A record timestamp does not fit an i64, or (when building) is too far from the batch's
+    /// first one for an i64 delta.
     #[error("record timestamp overflows")]
     TimestampOverflow,
     /// A header key is not UTF-8.
@@ -411,8 +414,7 @@ pub enum BatchError {
         /// The limit in force.
         limit: usize,
     },
-    /// A record is too large for any batch ([`MAX_BATCH_BYTES`]), or its timestamp too far
-    /// from the batch's first one.
+    /// A record is too large for any batch ([`MAX_BATCH_BYTES`]).
     #[error("record of {len} bytes does not fit a batch")]
     RecordTooLarge {
         /// Encoded size (or the offending field's size).
@@ -605,8 +607,9 @@ impl BatchBuilder {
             return Ok(Push::Full);
         }
         if size > MAX_BATCH_BYTES {
+            let len = self.records.len() - mark;
             self.records.truncate(mark);
-            return Err(BatchError::RecordTooLarge { len: size - mark });
+            return Err(BatchError::RecordTooLarge { len });
         }
         self.note_record(timestamp_ms);
         Ok(Push::Added)
@@ -722,7 +725,11 @@ where
     let start = buf.len();
     let guess = uvarint_len(u64::from(zigzag32(fixed as i32)));
     buf.reserve(guess + fixed);
-    buf.extend_from_slice(&[0; 5][..guess]);
+    // Byte loops, not `extend_from_slice`: a memcpy call per tiny field costs more than the
+    // record's other work.
+    for _ in 0..guess {
+        buf.push(0);
+    }
     buf.push(0); // attributes
     put_varlong(buf, f.timestamp_delta);
     put_varint(buf, f.offset_delta);
@@ -753,13 +760,25 @@ where
 
 /// Rewrites the varint `old` at `at` as `new`, moving what follows if their sizes differ.
 fn replace_varint(buf: &mut Vec<u8>, at: usize, old: i32, new: i32) {
-    let mut tmp = [0u8; 5];
-    let n = write_uvarint(&mut tmp, u64::from(zigzag32(new)));
+    let value = u64::from(zigzag32(new));
     let old_len = uvarint_len(u64::from(zigzag32(old)));
-    if n == old_len {
-        buf[at..at + n].copy_from_slice(&tmp[..n]);
+    if uvarint_len(value) == old_len {
+        // In place, straight from a register (a stack buffer here stalls store forwarding).
+        overwrite_uvarint(&mut buf[at..at + old_len], value);
     } else {
+        let mut tmp = [0u8; 5];
+        let n = uvarint_len(value);
+        overwrite_uvarint(&mut tmp[..n], value);
         buf.splice(at..at + old_len, tmp[..n].iter().copied());
+    }
+}
+
+/// Writes `v` as LEB128 into `dst`, which is exactly its encoded length.
+fn overwrite_uvarint(dst: &mut [u8], mut v: u64) {
+    let last = dst.len() - 1;
+    for (i, byte) in dst.iter_mut().enumerate() {
+        *byte = if i == last { v as u8 } else { v as u8 | 0x80 };
+        v >>= 7;
     }
 }
 
@@ -845,17 +864,6 @@ fn put_varlong(buf: &mut Vec<u8>, v: i64) {
     put_uvarint(buf, zigzag64(v));
 }
 
-fn write_uvarint(out: &mut [u8; 5], mut v: u64) -> usize {
-    let mut n = 0;
-    while v >= 0x80 && n < 4 {
-        out[n] = v as u8 | 0x80;
-        v >>= 7;
-        n += 1;
-    }
-    out[n] = v as u8;
-    n + 1
-}
-
 /// A record-level decoding failure: small and `Copy`, so the hot decoding functions return
 /// their results in registers; it becomes a [`BatchError`] at the iterator's edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -896,42 +904,34 @@ impl<'a> Cursor<'a> {
         self.rest.is_empty()
     }
 
-    /// Unzigzagged varint. One- and two-byte values (lengths below 64 and 8192, small deltas)
-    /// take the inlined path.
+    /// Unzigzagged varint. One-byte values (lengths below 64, small deltas) take the inlined
+    /// path.
     #[inline]
     fn varint(&mut self) -> Result<i32, Fault> {
-        match *self.rest {
-            [b0, ref rest @ ..] if b0 < 0x80 => {
+        if let Some((&b0, rest)) = self.rest.split_first() {
+            if b0 < 0x80 {
                 self.rest = rest;
-                Ok(unzigzag32(u32::from(b0)))
+                return Ok(unzigzag32(u32::from(b0)));
             }
-            [b0, b1, ref rest @ ..] if b1 < 0x80 => {
-                self.rest = rest;
-                Ok(unzigzag32(u32::from(b0 & 0x7f) | u32::from(b1) << 7))
-            }
-            _ => self.uvarint(5).map(|v| unzigzag32(v as u32)),
         }
+        self.uvarint(5).map(|v| unzigzag32(v as u32))
     }
 
-    /// Unzigzagged varlong, with the same fast paths.
+    /// Unzigzagged varlong, with the same fast path.
     #[inline]
     fn varlong(&mut self) -> Result<i64, Fault> {
-        match *self.rest {
-            [b0, ref rest @ ..] if b0 < 0x80 => {
+        if let Some((&b0, rest)) = self.rest.split_first() {
+            if b0 < 0x80 {
                 self.rest = rest;
-                Ok(unzigzag64(u64::from(b0)))
+                return Ok(unzigzag64(u64::from(b0)));
             }
-            [b0, b1, ref rest @ ..] if b1 < 0x80 => {
-                self.rest = rest;
-                Ok(unzigzag64(u64::from(b0 & 0x7f) | u64::from(b1) << 7))
-            }
-            _ => self.uvarint(10).map(unzigzag64),
         }
+        self.uvarint(10).map(unzigzag64)
     }
 
     /// LEB128 of at most `max_len` bytes (5 for a varint, 10 for a varlong) whose last byte
     /// carries no bits beyond the type's width.
-    #[inline(never)]
+    #[inline]
     fn uvarint(&mut self, max_len: usize) -> Result<u64, Fault> {
         let top_bits = if max_len == 5 { 0x0f } else { 0x01 };
         let mut v = 0u64;
@@ -1242,9 +1242,13 @@ pub struct RecordIter<'a> {
 /// [`parse_header`]; bytes after it are ignored).
 ///
 /// Uncompressed records are borrowed from `batch`. A compressed section is decompressed into
-/// `scratch` (reused across calls; its contents afterwards are unspecified), producing at most
-/// `max_decompressed` bytes (and at most [`MAX_BATCH_BYTES`]): more is
-/// [`BatchError::DecompressedTooLarge`], found before the memory is used.
+/// `scratch` (reused across calls; its length and contents afterwards are unspecified),
+/// producing at most `max_decompressed` bytes (and at most [`MAX_BATCH_BYTES`]): a section
+/// that would decompress to more is [`BatchError::DecompressedTooLarge`], and decompression
+/// stops there. A record count the limit cannot hold is rejected before decompressing.
+///
+/// Warm, the iteration allocates nothing (none, snappy, lz4 and zstd decode into `scratch`;
+/// gzip allocates its inflate state per batch, zstd frames of unknown size their window).
 ///
 /// The header is checked as [`parse_header`] does, except for the CRC (callers get batches
 /// from [`Batches`] or [`parse_header`], which check it; [`validate`] does both).
@@ -1787,8 +1791,7 @@ fn zstd_decode(src: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<usize, Fai
             out.clear();
             // `size` ≤ limit: the frame's claim is capped before anything is reserved.
             out.reserve(size as usize);
-            let mut d = zstd::bulk::Decompressor::new()?;
-            let n = d.decompress_to_buffer(src, out)?;
+            let n = zstd_single_shot(src, out)?;
             if n > limit {
                 return Err(Failure::TooLarge(limit));
             }
@@ -1801,6 +1804,28 @@ fn zstd_decode(src: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<usize, Fai
         }
         Err(_) => Err(CodecError::ZstdFrame.into()),
     }
+}
+
+thread_local! {
+    /// A zstd decompression context per thread, kept because creating one costs about as much
+    /// as decompressing a page-fit batch. Used only in single-shot mode, which writes straight
+    /// into the caller's buffer and allocates no window: it stays at its base size (~100 KiB).
+    static ZSTD_DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// Decompresses one frame into `out`'s spare capacity (which holds its whole content).
+fn zstd_single_shot(src: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    ZSTD_DCTX.with_borrow_mut(|cached| {
+        let mut d = match cached.take() {
+            Some(d) => d,
+            None => zstd::bulk::Decompressor::new()?,
+        };
+        let n = d.decompress_to_buffer(src, out)?;
+        // Only a context that finished cleanly is kept for the next batch.
+        *cached = Some(d);
+        Ok(n)
+    })
 }
 
 /// Window log accepted for a frame of unknown size: enough for `limit`, at least what Kafka

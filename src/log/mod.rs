@@ -263,6 +263,10 @@ pub struct Stats {
     pub commits: AtomicU64,
     /// Durable (fsynced) commits done.
     pub durable_commits: AtomicU64,
+    /// Requests answered by commits (appends, admin, offsets, trims).
+    pub requests: AtomicU64,
+    /// Time spent applying and committing, in microseconds.
+    pub commit_micros: AtomicU64,
     /// Records appended.
     pub records_appended: AtomicU64,
     /// Batch bytes written.
@@ -699,6 +703,21 @@ impl Log {
             .map(|end| *end);
         // Timed out, or the topic was deleted (sender dropped): report what we saw last.
         Ok(waited.unwrap_or_else(|| *rx.borrow()))
+    }
+
+    /// One line for the log: commits, requests and records per commit, time per commit.
+    pub fn stats_summary(&self) -> String {
+        let s = &self.inner.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let commits = get(&s.commits).max(1);
+        format!(
+            "{} commits ({} durable), {:.1} requests and {:.1} records per commit, {:.3} ms per commit",
+            get(&s.commits),
+            get(&s.durable_commits),
+            get(&s.requests) as f64 / commits as f64,
+            get(&s.records_appended) as f64 / commits as f64,
+            get(&s.commit_micros) as f64 / commits as f64 / 1000.0,
+        )
     }
 
     /// Stops the writer after it commits everything already queued. Later calls fail with

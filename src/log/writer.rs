@@ -300,7 +300,15 @@ impl Writer {
             trimmed: Trimmed::default(),
         };
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(group.len());
+        let started = Instant::now();
         let result = self.apply_all(&group, &mut commit, &mut outcomes, durable);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats
+            .commit_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        self.stats
+            .requests
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
         match result {
             Ok(()) => self.committed(commit, durable),
             Err(e) => {

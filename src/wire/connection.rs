@@ -102,6 +102,9 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
         if wr.write_all(&bytes).await.is_err() {
             return;
         }
+        // A commit answers many requests at once: let their reply tasks (woken together)
+        // queue their frames, then write them all with one flush instead of one each.
+        tokio::task::yield_now().await;
         // Batch writes while more replies are queued; flush when the queue is empty.
         while let Ok(more) = rx.try_recv() {
             if wr.write_all(&more).await.is_err() {
