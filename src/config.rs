@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use outpost_firmware::Compression;
 use serde::Deserialize;
 
 /// Default data directory, relative to the working directory.
@@ -142,23 +143,7 @@ pub struct TopicDefaults {
     /// `retention.bytes` per partition; -1 is unbounded.
     pub retention_bytes: i64,
     /// Batch compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
-    pub compression: CompressionName,
-}
-
-/// A compression codec as named in the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CompressionName {
-    /// No compression.
-    None,
-    /// gzip (Kafka codec 1).
-    Gzip,
-    /// Snappy, Kafka's framing (codec 2).
-    Snappy,
-    /// LZ4 frame (codec 3).
-    Lz4,
-    /// Zstandard (codec 4).
-    Zstd,
+    pub compression: Compression,
 }
 
 impl Default for Config {
@@ -220,7 +205,7 @@ impl Default for TopicDefaults {
             partitions: DEFAULT_PARTITIONS,
             retention_ms: DEFAULT_RETENTION_MS,
             retention_bytes: -1,
-            compression: CompressionName::None,
+            compression: Compression::None,
         }
     }
 }

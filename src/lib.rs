@@ -16,6 +16,8 @@
 //! [`log::Log::enqueue_append`] → the writer commits → the ack goes out. Nothing is
 //! acknowledged before its commit.
 
+#![warn(missing_docs)]
+
 mod bridge_source;
 pub mod cli;
 pub mod client;

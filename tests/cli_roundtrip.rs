@@ -168,6 +168,16 @@ fn config_default_parses_and_check_names_bad_keys() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/outpost.toml");
+    let out = std::process::Command::new(common::bin())
+        .args(["config", "check", sample])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "examples/outpost.toml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[log]\ncache_bytes = 10\n").unwrap();
     let out = std::process::Command::new(common::bin())

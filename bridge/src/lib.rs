@@ -5,6 +5,8 @@
 //! offset, waiting for new data). The broker implements it for its log; the bridge never
 //! depends on the broker crate. Routes, upstream sinks and checkpoints come with the bridge.
 
+#![warn(missing_docs)]
+
 mod source;
 
 pub use source::{LogSource, SourceBatches};

@@ -353,7 +353,12 @@ pub enum AckMode {
 }
 
 /// How a topic's stored batches are compressed. Variant order matches Kafka's codec ids.
+///
+/// The one codec type of the whole project: the wire, the log's batches and the configuration
+/// file (where it is written in lower case: `"zstd"`). postcard encodes the variant index, so
+/// the serde names do not affect the wire format.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Uncompressed (Kafka id 0).
     #[default]
@@ -390,6 +395,23 @@ impl Compression {
             4 => Some(Compression::Zstd),
             _ => None,
         }
+    }
+
+    /// Lower-case name, as Kafka's `compression.type` and our configuration file write it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+impl core::fmt::Display for Compression {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

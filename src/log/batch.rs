@@ -168,67 +168,12 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 // ----------------------------------------------------------------------------------------------
 // Public types
 
-/// The codec of a batch's records section, with Kafka's ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Compression {
-    /// Records stored as they are (id 0).
-    #[default]
-    None,
-    /// gzip (id 1).
-    Gzip,
-    /// Snappy, xerial framing (id 2).
-    Snappy,
-    /// LZ4 frame format (id 3).
-    Lz4,
-    /// Zstandard (id 4).
-    Zstd,
-}
+/// The codec of a batch: the project's one codec type (defined with the wire frames).
+pub use outpost_firmware::Compression;
 
-impl Compression {
-    /// Kafka's codec id (attributes bits 0–2).
-    pub const fn kafka_id(self) -> u8 {
-        match self {
-            Self::None => 0,
-            Self::Gzip => 1,
-            Self::Snappy => 2,
-            Self::Lz4 => 3,
-            Self::Zstd => 4,
-        }
-    }
-
-    /// The codec with Kafka id `id`, or `None` for an unknown id.
-    pub const fn from_kafka_id(id: u8) -> Option<Self> {
-        match id {
-            0 => Some(Self::None),
-            1 => Some(Self::Gzip),
-            2 => Some(Self::Snappy),
-            3 => Some(Self::Lz4),
-            4 => Some(Self::Zstd),
-            _ => None,
-        }
-    }
-
-    /// The codec named by batch `attributes` (bits 0–2), or `None` for ids 5–7.
-    pub const fn from_attributes(attributes: i16) -> Option<Self> {
-        Self::from_kafka_id((attributes & CODEC_MASK) as u8)
-    }
-
-    /// Lower-case name, as Kafka's `compression.type`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Gzip => "gzip",
-            Self::Snappy => "snappy",
-            Self::Lz4 => "lz4",
-            Self::Zstd => "zstd",
-        }
-    }
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// The codec named by batch `attributes` (bits 0–2), or `None` for ids 5–7.
+pub const fn compression_from_attributes(attributes: i16) -> Option<Compression> {
+    Compression::from_kafka_id((attributes & CODEC_MASK) as u8)
 }
 
 /// What a record's timestamp means (attributes bit 3).
@@ -290,7 +235,7 @@ impl BatchHeader {
     /// Codec of the records section; `None` only for an unknown id, which [`parse_header`]
     /// rejects, so never on a parsed header.
     pub fn compression(&self) -> Option<Compression> {
-        Compression::from_attributes(self.attributes)
+        compression_from_attributes(self.attributes)
     }
 
     /// What record timestamps mean.

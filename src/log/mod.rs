@@ -793,20 +793,8 @@ fn topic_defaults(config: &Config) -> TopicConfig {
         partitions: d.partitions,
         retention_ms: d.retention_ms(),
         retention_bytes: d.retention_bytes(),
-        compression: compression_from_name(d.compression),
+        compression: d.compression,
         created_ms: 0,
-    }
-}
-
-/// The codec a configuration name stands for.
-pub fn compression_from_name(name: crate::config::CompressionName) -> Compression {
-    use crate::config::CompressionName as N;
-    match name {
-        N::None => Compression::None,
-        N::Gzip => Compression::Gzip,
-        N::Snappy => Compression::Snappy,
-        N::Lz4 => Compression::Lz4,
-        N::Zstd => Compression::Zstd,
     }
 }
 

@@ -34,6 +34,10 @@ use crate::config::{Config, Fsync};
 
 /// Most requests taken into one commit.
 const MAX_REQUESTS_PER_COMMIT: usize = 8192;
+/// Lingering ends when no request arrived for this long (see `Writer::gather`).
+const LINGER_GAP: Duration = Duration::from_micros(300);
+/// Poll interval while lingering.
+const LINGER_POLL: Duration = Duration::from_micros(50);
 
 /// An append, as sent to the writer.
 pub(crate) struct AppendRequest {
@@ -220,7 +224,7 @@ impl Writer {
                 }
                 Next::Closed => break,
             };
-            let (group, shutdown) = self.gather(first, rt);
+            let (group, shutdown) = self.gather(first);
             let force_durable = shutdown.is_some();
             self.commit_group(group, force_durable);
             if let Some(reply) = shutdown {
@@ -248,14 +252,17 @@ impl Writer {
     }
 
     /// Takes what is waiting after `first`; a `Shutdown` ends the group.
-    fn gather(
-        &mut self,
-        first: Request,
-        rt: &Handle,
-    ) -> (Vec<Request>, Option<oneshot::Sender<()>>) {
+    ///
+    /// Lingering: while less than `min_commit_bytes` is waiting, keep collecting until
+    /// `linger_ms` has passed since the first request, or until no request has arrived for
+    /// [`LINGER_GAP`] (producers send in bursts, typically right after a burst of acks: the
+    /// gap ends the wait once a burst is in, instead of always paying the whole linger). The
+    /// writer owns its thread, so it polls with short sleeps: tokio's timer is 1 ms coarse.
+    fn gather(&mut self, first: Request) -> (Vec<Request>, Option<oneshot::Sender<()>>) {
         let mut group = Vec::new();
         let mut bytes = 0;
         let deadline = Instant::now() + self.options.linger;
+        let mut last_arrival = Instant::now();
         let mut pending = Some(first);
         loop {
             while let Some(req) = pending.take().or_else(|| self.rx.try_recv().ok()) {
@@ -264,20 +271,20 @@ impl Writer {
                 }
                 bytes += req.bytes();
                 group.push(req);
+                last_arrival = Instant::now();
                 if bytes >= self.options.max_commit_bytes || group.len() >= MAX_REQUESTS_PER_COMMIT
                 {
                     return (group, None);
                 }
             }
             let now = Instant::now();
-            if bytes >= self.options.min_commit_bytes || now >= deadline {
+            if bytes >= self.options.min_commit_bytes
+                || now >= deadline
+                || now.duration_since(last_arrival) >= LINGER_GAP
+            {
                 return (group, None);
             }
-            match rt.block_on(async { tokio::time::timeout(deadline - now, self.rx.recv()).await })
-            {
-                Ok(Some(req)) => pending = Some(req),
-                Ok(None) | Err(_) => return (group, None),
-            }
+            std::thread::sleep(LINGER_POLL);
         }
     }
 
@@ -599,7 +606,7 @@ fn rebatch(
     req: &AppendRequest,
     max_decompressed: usize,
 ) -> Result<Result<Appended, AppendError>, StorageError> {
-    if let Err(e) = validate_pending(&req.records) {
+    if let Err(e) = validate_pending(&req.records, scratch) {
         return Ok(Err(AppendError::Batch(Arc::new(e))));
     }
     let base_offset = sink.meta.end_offset + builder.len() as u64;
@@ -630,12 +637,18 @@ fn invariant() -> StorageError {
     ))
 }
 
-fn validate_pending(records: &PendingRecords) -> Result<(), batch::BatchError> {
+fn validate_pending(
+    records: &PendingRecords,
+    scratch: &mut Vec<u8>,
+) -> Result<(), batch::BatchError> {
     let mut count = 0u64;
+    // `Batches` checks each header and CRC; walking the records checks the rest, once.
     for b in batch::Batches::new(&records.batches) {
-        let (header, bytes) = b?;
-        batch::validate(bytes)?;
-        count += u64::from(header.record_count.max(0) as u32);
+        let (_, bytes) = b?;
+        for rec in batch::records(bytes, scratch, usize::MAX)? {
+            rec?;
+            count += 1;
+        }
     }
     if count != u64::from(records.records) {
         return Err(batch::BatchError::RecordCountMismatch);

@@ -9,7 +9,6 @@ use std::time::Duration;
 use outpost_firmware::{codec, AckMode, ErrorCode, Frame, PartitionInfo, SeqWriter};
 
 use super::connection::{send, send_error, Replies};
-use crate::log::batch::Compression;
 use crate::log::{
     AppendError, Appended, GroupError, Log, ReadError, TopicError, TopicSpec, MAX_PARTITIONS,
 };
@@ -91,17 +90,6 @@ pub enum OwnedRequest {
     },
 }
 
-/// Converts the wire's codec enum to the log's.
-pub fn compression_from_wire(c: outpost_firmware::Compression) -> Compression {
-    Compression::from_kafka_id(c.kafka_id()).unwrap_or(Compression::None)
-}
-
-/// Converts the log's codec enum to the wire's.
-pub fn compression_to_wire(c: Compression) -> outpost_firmware::Compression {
-    outpost_firmware::Compression::from_kafka_id(c.kafka_id())
-        .unwrap_or(outpost_firmware::Compression::None)
-}
-
 impl OwnedRequest {
     /// Copies a client request out of `frame`; `None` for frames that are not such requests.
     pub fn from_frame(frame: &Frame<'_>) -> Option<Self> {
@@ -157,7 +145,7 @@ impl OwnedRequest {
                     partitions,
                     retention_ms,
                     retention_bytes,
-                    compression: compression_from_wire(compression),
+                    compression,
                 };
                 Self::CreateTopic {
                     id: request_id,
@@ -351,7 +339,7 @@ async fn describe_topic(log: &Log, replies: &Replies, id: u32, name: &str) {
         partitions: desc.config.partitions,
         retention_ms: desc.config.retention_ms,
         retention_bytes: desc.config.retention_bytes,
-        compression: compression_to_wire(desc.config.compression),
+        compression: desc.config.compression,
         partition_info: seq,
     };
     send(replies, &frame).await;
