@@ -80,7 +80,22 @@ impl Reply {
     }
 }
 
-type Waiters = Arc<Mutex<HashMap<u32, oneshot::Sender<Reply>>>>;
+/// Request id → waiter. `None` once the connection is closed: a call registering after that
+/// fails at once instead of waiting for a reply that cannot come.
+type Waiters = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Reply>>>>>;
+
+/// Registers a waiter for `id`, or fails when the connection is closed.
+fn register(waiters: &Waiters, id: u32) -> Result<oneshot::Receiver<Reply>, ClientError> {
+    let (tx, rx) = oneshot::channel();
+    let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
+    w.as_mut().ok_or(ClientError::Closed)?.insert(id, tx);
+    Ok(rx)
+}
+
+/// Marks the connection closed and fails every waiting call.
+fn close(waiters: &Waiters) {
+    waiters.lock().unwrap_or_else(|e| e.into_inner()).take();
+}
 
 /// A connected client.
 pub struct Client {
@@ -180,7 +195,8 @@ impl Client {
     fn start(stream: TcpStream) -> Self {
         let (rd, mut wr) = stream.into_split();
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(SEND_QUEUE);
-        let waiters: Waiters = Arc::default();
+        let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
+        let on_write_error = waiters.clone();
         tokio::spawn(async move {
             // Coalesce queued frames into one write: one syscall for many small requests.
             let mut out = Vec::with_capacity(64 << 10);
@@ -194,6 +210,7 @@ impl Client {
                     }
                 }
                 if wr.write_all(&out).await.is_err() {
+                    close(&on_write_error);
                     return;
                 }
             }
@@ -228,13 +245,9 @@ impl Client {
     }
 
     async fn call_raw(&self, id: u32, frame: &Frame<'_>) -> Result<Reply, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
         let mut bytes = Vec::new();
         codec::encode_frame_vec(frame, &mut bytes).map_err(ClientError::Protocol)?;
+        let rx = register(&self.waiters, id)?;
         self.out
             .send(bytes)
             .await
@@ -284,14 +297,10 @@ impl Client {
         };
         let mut bytes = Vec::new();
         codec::encode_frame_vec(&frame, &mut bytes).map_err(ClientError::Protocol)?;
-        let rx = (ack == AckMode::Commit).then(|| {
-            let (tx, rx) = oneshot::channel();
-            self.waiters
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, tx);
-            rx
-        });
+        let rx = match ack {
+            AckMode::Commit => Some(register(&self.waiters, id)?),
+            AckMode::None => None,
+        };
         self.out
             .send(bytes)
             .await
@@ -565,7 +574,7 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, waiters: Waiters) {
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = ?e, "undecodable reply from the broker; closing");
-                    waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    close(&waiters);
                     return;
                 }
             }
@@ -574,7 +583,7 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, waiters: Waiters) {
         buf.drain(..at);
         match rd.read(&mut chunk).await {
             Ok(0) | Err(_) => {
-                waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                close(&waiters);
                 return;
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -588,7 +597,7 @@ fn route(frame: &Frame<'_>, bytes: &[u8], waiters: &Waiters) {
         f => f.request_id().unwrap_or(0),
     };
     let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(tx) = w.remove(&id) {
+    if let Some(tx) = w.as_mut().and_then(|w| w.remove(&id)) {
         let _ = tx.send(Reply(bytes.to_vec()));
     } else if let Frame::Error { code, message, .. } = frame {
         tracing::warn!(code = code.0, message, "broker error");

@@ -126,6 +126,7 @@ fn cycles(extra: &str, loss_window: Option<Duration>, run_for: Duration, ending:
     let acked: Acked = Arc::default();
     let mut lost_total = 0usize;
     for cycle in 0..CYCLES {
+        let t0 = Instant::now();
         let broker = Broker::start(&data, extra);
         if cycle == 0 {
             rt.block_on(async {
@@ -165,14 +166,21 @@ fn cycles(extra: &str, loss_window: Option<Duration>, run_for: Duration, ending:
             }
         }
         stop.store(true, Ordering::Relaxed);
+        let stopped = t0.elapsed();
         rt.block_on(async {
             for t in tasks {
-                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+                // A client call must fail promptly once its broker is gone, never hang.
+                let done = tokio::time::timeout(Duration::from_secs(10), t).await;
+                assert!(
+                    done.is_ok(),
+                    "cycle {cycle}: a producer hung after the broker went away"
+                );
             }
         });
-
+        let producers_done = t0.elapsed();
         let broker = Broker::start(&data, extra);
         let stored = rt.block_on(read_all(&broker.addr));
+        eprintln!("cycle {cycle} timing: stopped {stopped:?}, producers done {producers_done:?}, restarted and read {:?}", t0.elapsed());
         let mut map = acked.lock().unwrap();
         let before = map.len();
         let mut lost = Vec::new();
