@@ -104,7 +104,8 @@ pub struct LogConfig {
     pub fsync: Fsync,
     /// Interval between durable commits in `interval` mode.
     pub fsync_interval_ms: u64,
-    /// Time the writer waits for more requests when fewer than `min_commit_bytes` are waiting.
+    /// Longest the writer waits for more requests when fewer than `min_commit_bytes` are
+    /// waiting; it stops earlier once requests stop arriving (see `log::writer`).
     pub linger_ms: u64,
     /// See `linger_ms`.
     pub min_commit_bytes: u64,
@@ -245,7 +246,8 @@ cache_bytes = 8388608
 fsync = "always"
 fsync_interval_ms = 1000
 # When fewer than min_commit_bytes are waiting, the writer waits up to linger_ms for more
-# before committing (fewer, larger commits: less disk wear). 0 disables lingering.
+# before committing (fewer, larger commits: less disk wear), and stops waiting as soon as no
+# request has arrived for 0.3 ms (a burst is in). 0 disables lingering.
 linger_ms = 2
 min_commit_bytes = 65536
 # Upper bound of the payload of one commit.

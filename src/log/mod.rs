@@ -10,6 +10,7 @@
 //! Layout on disk: [`tables`] (every table and value encoding) and [`batch`] (the stored unit).
 
 pub mod batch;
+mod codec;
 pub mod partitioner;
 pub mod reader;
 pub mod retention;
