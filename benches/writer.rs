@@ -4,7 +4,7 @@
 //!   through `Log::append` — group commit, re-batching, metadata, replies.
 //! - `writer/append_batch100`: the same with 100 records per append.
 //! - `redb_raw/insert_page_fit_batches`: the ceiling — the same records pre-encoded into
-//!   page-fit batches, inserted straight into one redb table, 1,000 records per durable commit
+//!   page-fit batches, inserted straight into one redb table, 128, 512 or 1,000 records per durable commit (compare like sizes)
 //!   (about what the writer groups under this load), quick repair on as in the broker.
 //!
 //! Throughput = records / elapsed, reported by criterion as elements/s.
@@ -79,7 +79,7 @@ fn append_run(rt: &tokio::runtime::Runtime, per_append: u32) -> Duration {
     })
 }
 
-fn raw_redb_run() -> Duration {
+fn raw_redb_run(per_commit: u32) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let mut builder = redb::Database::builder();
     builder.set_cache_size(8 << 20);
@@ -101,7 +101,7 @@ fn raw_redb_run() -> Duration {
                 t.insert((0, *offset), out.as_slice()).unwrap();
                 *offset += u64::from(info.record_count);
             };
-            for _ in 0..1000 {
+            for _ in 0..per_commit {
                 if b.push(1_700_000_000_000, None, Some(&VALUE), &[]).unwrap() == Push::Full {
                     flush(&mut b, &mut offset);
                     b.push(1_700_000_000_000, None, Some(&VALUE), &[]).unwrap();
@@ -132,9 +132,12 @@ fn benches(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("redb_raw");
     g.sample_size(10).throughput(Throughput::Elements(RECORDS));
-    g.bench_function("insert_page_fit_batches", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| raw_redb_run()).sum())
-    });
+    for per_commit in [128u32, 512, 1000] {
+        let name = format!("insert_page_fit_batches/{per_commit}_per_commit");
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| raw_redb_run(per_commit)).sum())
+        });
+    }
     g.finish();
 }
 
