@@ -16,16 +16,7 @@ impl LogSource for Log {
     }
 
     fn offsets(&self, topic: &str, partition: u32) -> Result<(u64, u64), ReadError> {
-        let d = self
-            .describe_topic(topic)
-            .map_err(|_| ReadError::UnknownTopic(topic.to_owned()))?;
-        let m =
-            d.partitions
-                .get(partition as usize)
-                .ok_or_else(|| ReadError::UnknownPartition {
-                    topic: topic.to_owned(),
-                    partition,
-                })?;
+        let m = self.partition_meta(topic, partition)?;
         Ok((m.start_offset, m.end_offset))
     }
 

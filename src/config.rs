@@ -247,7 +247,7 @@ fsync = "always"
 fsync_interval_ms = 1000
 # When fewer than min_commit_bytes are waiting, the writer waits up to linger_ms for more
 # before committing (fewer, larger commits: less disk wear), and stops waiting as soon as no
-# request has arrived for 0.3 ms (a burst is in). 0 disables lingering.
+# request has arrived for 0.15 ms (a burst is in). 0 disables lingering.
 linger_ms = 2
 min_commit_bytes = 65536
 # Upper bound of the payload of one commit.

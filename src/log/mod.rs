@@ -453,6 +453,31 @@ impl Log {
         catalog.get(name).cloned()
     }
 
+    /// The live state of `topic`, checking that it has `partition`.
+    pub(crate) fn lookup(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Arc<TopicShared>, ReadError> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| ReadError::UnknownTopic(topic.to_owned()))?;
+        if partition as usize >= t.partitions.len() {
+            return Err(ReadError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
+        Ok(t)
+    }
+
+    /// A partition's bookkeeping as of the last commit.
+    pub fn partition_meta(&self, topic: &str, partition: u32) -> Result<PartitionMeta, ReadError> {
+        let t = self.lookup(topic, partition)?;
+        // `lookup` checked the index.
+        Ok(t.meta(partition).unwrap_or(PartitionMeta::EMPTY))
+    }
+
     /// Names of all topics, sorted.
     pub fn list_topics(&self) -> Vec<String> {
         let catalog = self.inner.catalog.read().unwrap_or_else(|e| e.into_inner());
@@ -685,17 +710,8 @@ impl Log {
         offset: u64,
         max_wait: Duration,
     ) -> Result<u64, ReadError> {
-        let t = self
-            .topic(topic)
-            .ok_or_else(|| ReadError::UnknownTopic(topic.to_owned()))?;
-        let p =
-            t.partitions
-                .get(partition as usize)
-                .ok_or_else(|| ReadError::UnknownPartition {
-                    topic: topic.to_owned(),
-                    partition,
-                })?;
-        let mut rx = p.end.subscribe();
+        let t = self.lookup(topic, partition)?;
+        let mut rx = t.partitions[partition as usize].end.subscribe();
         drop(t);
         let waited = tokio::time::timeout(max_wait, rx.wait_for(|&end| end > offset))
             .await

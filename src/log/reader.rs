@@ -68,15 +68,7 @@ impl Log {
         offset: u64,
         max_bytes: u32,
     ) -> Result<ReadResult, ReadError> {
-        let t = self
-            .topic(topic)
-            .ok_or_else(|| ReadError::UnknownTopic(topic.to_owned()))?;
-        if partition >= t.config.partitions {
-            return Err(ReadError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-            });
-        }
+        self.lookup(topic, partition)?;
         let db = self.db().clone();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {

@@ -35,9 +35,9 @@ use crate::config::{Config, Fsync};
 /// Most requests taken into one commit.
 const MAX_REQUESTS_PER_COMMIT: usize = 8192;
 /// Lingering ends when no request arrived for this long (see `Writer::gather`).
-const LINGER_GAP: Duration = Duration::from_micros(300);
+const LINGER_GAP: Duration = Duration::from_micros(150);
 /// Poll interval while lingering.
-const LINGER_POLL: Duration = Duration::from_micros(50);
+const LINGER_POLL: Duration = Duration::from_micros(25);
 
 /// An append, as sent to the writer.
 pub(crate) struct AppendRequest {
