@@ -4,7 +4,8 @@
 #      single-record produce, then batch produce (100 records per request).
 #   2. bytes written to disk per payload byte (from /proc/PID/io write_bytes) for each run.
 #   3. reopen time after kill -9 with a ~1 GB log file (time from spawn to listening).
-# The raw-redb ceiling comes from `cargo bench --bench writer` (criterion), run separately.
+#   4. the raw-redb ceiling in the same run: criterion's `redb_raw` group of benches/writer.rs
+#      (page-fit batches straight into redb at 128/512/1000 records per durable commit).
 # Usage: bash scripts/measure.sh [RECORDS]   (default 1,000,000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,3 +61,6 @@ echo "log file: $(du -h "$WORK/big/outpost.redb" | cut -f1)"
 t0=$(date +%s%N); start_broker "$WORK/big"; t1=$(date +%s%N)
 echo "reopen after kill -9 (spawn to listening, includes redb quick repair): $(( (t1 - t0) / 1000000 )) ms"
 kill -TERM $PID; wait $PID || true
+
+echo "== raw redb ceiling (criterion, same page-fit batches, durable commits)"
+cargo bench --quiet --bench writer -- --noplot redb_raw 2>/dev/null | grep -E "^redb_raw|thrpt" || echo "(criterion bench failed)"
