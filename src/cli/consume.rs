@@ -126,7 +126,8 @@ async fn consume_loop(
                 continue;
             }
             active = true;
-            let wait = if cursors_len_one(args) {
+            // One partition: long-poll; several: short waits, so none starves the others.
+            let wait = if args.partition.is_some() {
                 FOLLOW_WAIT_MS
             } else {
                 100
@@ -178,10 +179,6 @@ async fn consume_loop(
             return Ok(());
         }
     }
-}
-
-fn cursors_len_one(args: &ConsumeArgs) -> bool {
-    args.partition.is_some()
 }
 
 fn print_record(

@@ -340,7 +340,6 @@ struct Inner {
     stats: Arc<Stats>,
     defaults: TopicConfig,
     auto_create: bool,
-    max_decompressed: usize,
     gateway_id: String,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -426,7 +425,6 @@ impl Log {
                 stats,
                 defaults,
                 auto_create: config.log.auto_create_topics,
-                max_decompressed: config.log.max_decompressed_bytes as usize,
                 gateway_id,
                 writer: Mutex::new(Some(thread)),
             }),
@@ -441,11 +439,6 @@ impl Log {
     /// Counters since open.
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
-    }
-
-    /// Largest decompressed batch readers accept.
-    pub fn max_decompressed(&self) -> usize {
-        self.inner.max_decompressed
     }
 
     pub(crate) fn topic(&self, name: &str) -> Option<Arc<TopicShared>> {
@@ -549,17 +542,6 @@ impl Log {
         let name = name.to_owned();
         self.call(|reply| Request::DeleteTopic { name, reply })
             .await
-    }
-
-    /// Settings for topics created without explicit ones.
-    pub fn topic_defaults(&self) -> TopicSpec {
-        let d = self.inner.defaults;
-        TopicSpec {
-            partitions: d.partitions,
-            retention_ms: d.retention_ms,
-            retention_bytes: d.retention_bytes,
-            compression: d.compression,
-        }
     }
 
     /// Resolves `target` to a partition of `topic` (using the default partition count for a

@@ -65,6 +65,20 @@ pub struct Limits {
     pub retention_bytes: Option<u64>,
 }
 
+impl Limits {
+    /// Whether batch `b` must go when `remaining` bytes of its partition are stored from `b`
+    /// on: its newest record is older than `retention_ms` (Kafka's rule), or the partition
+    /// is over `retention_bytes`.
+    pub fn must_go(&self, b: &BatchSummary, remaining: u64, now_ms: u64) -> bool {
+        let expired = self.retention_ms.is_some_and(|r| {
+            let horizon = i64::try_from(now_ms.saturating_sub(r)).unwrap_or(i64::MAX);
+            b.max_timestamp_ms < horizon
+        });
+        let oversized = self.retention_bytes.is_some_and(|r| remaining > r);
+        expired || oversized
+    }
+}
+
 /// Chooses the new log start offset for one partition: the longest prefix of `batches`
 /// (oldest first) in which each batch is expired by time, or must go to bring the partition
 /// (of `total_bytes`) within its byte limit. `None` when nothing is to be deleted.
@@ -74,15 +88,10 @@ pub fn select_prefix(
     now_ms: u64,
     limits: Limits,
 ) -> Option<u64> {
-    let horizon = limits
-        .retention_ms
-        .map(|r| i64::try_from(now_ms.saturating_sub(r)).unwrap_or(i64::MAX));
     let mut remaining = total_bytes;
     let mut cut = None;
     for b in batches {
-        let expired = horizon.is_some_and(|h| b.max_timestamp_ms < h);
-        let oversized = limits.retention_bytes.is_some_and(|r| remaining > r);
-        if !(expired || oversized) {
+        if !limits.must_go(&b, remaining, now_ms) {
             break;
         }
         remaining = remaining.saturating_sub(b.bytes);
@@ -172,19 +181,16 @@ pub async fn run_once(log: &Log, now_ms: u64, disk_need: u64) -> Trimmed {
         };
         for (p, meta) in desc.partitions.iter().enumerate() {
             let p = p as u32;
-            let need = disk_need;
             let (db, topic) = (log.db().clone(), name.clone());
             let total_bytes = meta.bytes;
-            let horizon = limits.retention_ms.map(|r| now_ms.saturating_sub(r));
+            // Read headers only as far as retention or the disk floor may cut.
             let scanned = tokio::task::spawn_blocking(move || {
-                let mut seen = 0u64;
+                let mut before = 0u64;
                 scan(&db, &topic, p, |s| {
-                    seen += s.bytes;
-                    let expired = horizon.is_some_and(|h| s.max_timestamp_ms < h as i64);
-                    let oversized = limits
-                        .retention_bytes
-                        .is_some_and(|r| total_bytes - (seen - s.bytes) > r);
-                    expired || oversized || seen - s.bytes < need
+                    let go = limits.must_go(s, total_bytes.saturating_sub(before), now_ms)
+                        || before < disk_need;
+                    before += s.bytes;
+                    go
                 })
             })
             .await;

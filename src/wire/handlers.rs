@@ -9,9 +9,7 @@ use std::time::Duration;
 use outpost_firmware::{codec, AckMode, ErrorCode, Frame, PartitionInfo, SeqWriter};
 
 use super::connection::{send, send_error, Replies};
-use crate::log::{
-    AppendError, Appended, GroupError, Log, ReadError, TopicError, TopicSpec, MAX_PARTITIONS,
-};
+use crate::log::{AppendError, Appended, GroupError, Log, ReadError, TopicError, TopicSpec};
 
 /// Longest long-poll a fetch may ask for.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
@@ -419,6 +417,3 @@ pub fn read_code(e: &ReadError) -> (ErrorCode, String) {
     };
     (code, e.to_string())
 }
-
-/// Bound on partitions a create may ask for (re-exported for the CLI's checks).
-pub const PARTITION_LIMIT: u32 = MAX_PARTITIONS;
