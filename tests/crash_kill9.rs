@@ -88,20 +88,16 @@ async fn read_all(addr: &str) -> HashMap<(u32, u64), String> {
     let c = Client::connect(addr, "verifier").await.unwrap();
     let info = c.describe_topic(TOPIC).await.unwrap();
     let mut out = HashMap::new();
-    let mut scratch = Vec::new();
     for p in info.partition_info {
         let mut next = p.start_offset;
         while next < p.end_offset {
             let f = c.fetch(TOPIC, p.partition, next, 1 << 20, 0).await.unwrap();
-            assert!(!f.batches.is_empty());
-            outpost::log::reader::visit_records(&f.batches, next, &mut scratch, 1 << 24, |r| {
-                out.insert(
-                    (p.partition, r.offset),
-                    String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
-                );
-                next = r.offset + 1;
-            })
-            .unwrap();
+            let records = common::records_from(&f.batches, next);
+            assert!(!records.is_empty());
+            for (offset, value) in records {
+                out.insert((p.partition, offset), String::from_utf8(value).unwrap());
+                next = offset + 1;
+            }
         }
     }
     out

@@ -50,15 +50,10 @@ fn restart_keeps_topics_records_and_group_offsets() {
         assert_eq!(c.fetch_offset("g1", "kept", 2).await.unwrap(), Some(42));
         assert_eq!(c.fetch_offset("g1", "kept", 1).await.unwrap(), None);
         let f = c.fetch("kept", 1, 57, 1 << 20, 0).await.unwrap();
-        let mut values = Vec::new();
-        let mut scratch = Vec::new();
-        outpost::log::reader::visit_records(&f.batches, 57, &mut scratch, 1 << 24, |r| {
-            values.push((
-                r.offset,
-                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
-            ));
-        })
-        .unwrap();
+        let values: Vec<(u64, String)> = common::records_from(&f.batches, 57)
+            .into_iter()
+            .map(|(o, v)| (o, String::from_utf8(v).unwrap()))
+            .collect();
         assert_eq!(values.len(), 43);
         assert_eq!(values[0], (57, "p1-57".to_owned()));
         assert_eq!(values[42], (99, "p1-99".to_owned()));

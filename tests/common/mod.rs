@@ -206,3 +206,15 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// The records at or after `from` in fetched `batches`, as (offset, value); panics on a batch
+/// that does not decode or a null value.
+pub fn records_from(batches: &[u8], from: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut scratch = Vec::new();
+    outpost::log::reader::visit_records(batches, from, &mut scratch, 1 << 24, |r| {
+        out.push((r.offset, r.value.expect("non-null value").to_vec()));
+    })
+    .expect("fetched batches decode");
+    out
+}
