@@ -49,6 +49,27 @@ pub const DEFAULT_PARTITIONS: u32 = 1;
 /// Default `retention.ms`: seven days.
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// Default MQTT listener (loopback only until authentication exists, as Mosquitto 2 does).
+pub const DEFAULT_MQTT_LISTEN: &str = "127.0.0.1:1883";
+/// Default bound on concurrent MQTT connections.
+pub const DEFAULT_MQTT_MAX_CONNECTIONS: u32 = 16_384;
+/// Default largest MQTT packet accepted (and announced as v5 Maximum Packet Size).
+pub const DEFAULT_MQTT_MAX_PACKET_BYTES: u32 = 1 << 20;
+/// Default QoS 1/2 publishes a client may have unacknowledged towards the broker.
+pub const DEFAULT_MQTT_RECEIVE_MAXIMUM: u16 = 256;
+/// Default QoS 1/2 messages the broker has unacknowledged towards one client.
+pub const DEFAULT_MQTT_MAX_INFLIGHT: u16 = 64;
+/// Default messages queued for one session (online but slow, or offline and persistent).
+pub const DEFAULT_MQTT_MAX_QUEUED: u32 = 1000;
+/// Default most topic levels in a topic name or filter.
+pub const DEFAULT_MQTT_MAX_TOPIC_LEVELS: u32 = 32;
+/// Default v5 Topic Alias Maximum announced to clients.
+pub const DEFAULT_MQTT_TOPIC_ALIAS_MAXIMUM: u16 = 32;
+/// Default most retained messages kept.
+pub const DEFAULT_MQTT_MAX_RETAINED: u32 = 10_000;
+/// Default interval of `$SYS/` updates.
+pub const DEFAULT_MQTT_SYS_INTERVAL_SECS: u32 = 10;
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -65,6 +86,76 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Settings of topics created without explicit ones.
     pub topic_defaults: TopicDefaults,
+    /// The MQTT broker.
+    pub mqtt: MqttConfig,
+}
+
+/// `[mqtt]`: the MQTT listener, its limits and the ingest rules.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Serve MQTT at all.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Connections beyond this get CONNACK "server busy" and are closed.
+    pub max_connections: u32,
+    /// Largest packet accepted (announced to v5 clients as Maximum Packet Size).
+    pub max_packet_bytes: u32,
+    /// QoS 1/2 publishes a client may have unacknowledged towards the broker (v5 Receive
+    /// Maximum announced in CONNACK).
+    pub receive_maximum: u16,
+    /// QoS 1/2 messages the broker keeps unacknowledged towards one client (the smaller of
+    /// this and the client's Receive Maximum).
+    pub max_inflight: u16,
+    /// Messages queued for one session beyond its in-flight window; see the overflow rule in
+    /// the default config.
+    pub max_queued_messages: u32,
+    /// Most levels in a topic name or filter.
+    pub max_topic_levels: u32,
+    /// v5 Topic Alias Maximum announced to clients (0 disables inbound aliases).
+    pub topic_alias_maximum: u16,
+    /// Upper bound of a session's expiry interval, seconds (4294967295: no bound).
+    pub max_session_expiry_secs: u32,
+    /// Keep-alive the broker imposes when a client asks for more (or for none), seconds;
+    /// 0 accepts what the client asks.
+    pub max_keep_alive_secs: u16,
+    /// Most retained messages kept; a retained publish on a new topic beyond it is not retained.
+    pub max_retained_messages: u32,
+    /// Interval of `$SYS/` updates, seconds; 0 disables them.
+    pub sys_interval_secs: u32,
+    /// Ingest rules, first match wins; see the default config.
+    pub ingest: Vec<IngestRule>,
+}
+
+/// One `[[mqtt.ingest]]` rule: which MQTT topics go to which log topic, keyed how.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestRule {
+    /// MQTT topic filter (`+` and `#` allowed) the rule applies to.
+    pub filter: String,
+    /// Log topic: a name, or a template with `{N}` standing for MQTT topic level N
+    /// (1-based); characters a log topic cannot have become `_`. Default `{1}`.
+    #[serde(default = "default_log_topic")]
+    pub log_topic: String,
+    /// Record key: `"topic"` (the whole MQTT topic), `"none"`, or `"level:N"`.
+    #[serde(default = "default_ingest_key")]
+    pub key: String,
+    /// `false`: matching messages are delivered to subscribers but not stored in the log.
+    #[serde(default = "default_true")]
+    pub store: bool,
+}
+
+fn default_log_topic() -> String {
+    "{1}".to_owned()
+}
+
+fn default_ingest_key() -> String {
+    "topic".to_owned()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[wire]`: the binary-protocol listener.
@@ -156,6 +247,29 @@ impl Default for Config {
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
             topic_defaults: TopicDefaults::default(),
+            mqtt: MqttConfig::default(),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            // The constant is a valid literal address; checked by a test.
+            listen: DEFAULT_MQTT_LISTEN.parse().expect("valid default address"),
+            max_connections: DEFAULT_MQTT_MAX_CONNECTIONS,
+            max_packet_bytes: DEFAULT_MQTT_MAX_PACKET_BYTES,
+            receive_maximum: DEFAULT_MQTT_RECEIVE_MAXIMUM,
+            max_inflight: DEFAULT_MQTT_MAX_INFLIGHT,
+            max_queued_messages: DEFAULT_MQTT_MAX_QUEUED,
+            max_topic_levels: DEFAULT_MQTT_MAX_TOPIC_LEVELS,
+            topic_alias_maximum: DEFAULT_MQTT_TOPIC_ALIAS_MAXIMUM,
+            max_session_expiry_secs: u32::MAX,
+            max_keep_alive_secs: 0,
+            max_retained_messages: DEFAULT_MQTT_MAX_RETAINED,
+            sys_interval_secs: DEFAULT_MQTT_SYS_INTERVAL_SECS,
+            ingest: Vec::new(),
         }
     }
 }
@@ -278,6 +392,57 @@ retention_ms = 604800000
 retention_bytes = -1
 # Batch compression: "none", "gzip", "snappy", "lz4" or "zstd".
 compression = "none"
+
+[mqtt]
+# The MQTT 3.1/3.1.1/5.0 broker. Every accepted PUBLISH is stored in the log (see the ingest
+# rules below); a QoS 1 PUBACK / QoS 2 PUBREC is sent only after that commit.
+enabled = true
+# Loopback only by default (as Mosquitto 2): set "0.0.0.0:1883" to accept sensors from the
+# network.
+listen = "127.0.0.1:1883"
+# Connections beyond this get CONNACK "server busy" (v3: "server unavailable").
+max_connections = 16384
+# Largest packet accepted, announced to v5 clients as Maximum Packet Size. A bigger packet
+# closes the connection (v5: DISCONNECT "packet too large").
+max_packet_bytes = 1048576
+# QoS 1/2 publishes a client may have unacknowledged towards the broker (v5 Receive Maximum).
+receive_maximum = 256
+# QoS 1/2 messages the broker keeps unacknowledged towards one client.
+max_inflight = 64
+# Messages waiting for one session beyond its in-flight window (a slow subscriber, or an
+# offline persistent session). When the queue is full a new message for that session is
+# dropped and counted ($SYS/broker/messages/dropped), whatever its QoS: memory stays bounded,
+# and the message is still in the log. QoS 0 messages are not queued for offline sessions.
+max_queued_messages = 1000
+# Most levels in a topic name or filter.
+max_topic_levels = 32
+# v5 Topic Alias Maximum announced to clients (0: no inbound topic aliases).
+topic_alias_maximum = 32
+# Upper bound of a session's expiry interval in seconds (4294967295: no bound; v3.1.1
+# persistent sessions never expire unless this is lower).
+max_session_expiry_secs = 4294967295
+# Keep-alive imposed on clients that ask for more or for none, seconds (v5 Server Keep
+# Alive). 0: accept what the client asks.
+max_keep_alive_secs = 0
+# Most retained messages kept; a retained publish on a new topic beyond this is not retained
+# (v5: PUBACK "quota exceeded").
+max_retained_messages = 10000
+# Interval of $SYS/ updates in seconds; 0 disables them.
+sys_interval_secs = 10
+
+# Ingest rules: which MQTT topics go to which log topic, first match wins. A message no rule
+# matches goes to the log topic named by its first MQTT topic level ("{1}", characters a log
+# topic cannot have become "_"), keyed by its whole MQTT topic. The MQTT topic, QoS, retain
+# flag, content type and v5 user properties are kept as record headers.
+#
+# [[mqtt.ingest]]
+# filter = "sensors/+/temperature"   # MQTT topic filter
+# log_topic = "temperature"          # a name, or a template: "{2}" is MQTT topic level 2
+# key = "level:2"                    # "topic" (default), "none", or "level:N"
+#
+# [[mqtt.ingest]]
+# filter = "debug/#"
+# store = false                      # delivered to subscribers, not stored
 "#;
 
 /// Why a configuration could not be used.
@@ -341,7 +506,32 @@ impl Config {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str, &'static str); 10] = [
+        let mqtt = &self.mqtt;
+        let checks: [(bool, &'static str, &'static str, &'static str); 14] = [
+            (
+                mqtt.max_packet_bytes < 1024,
+                "mqtt.max_packet_bytes",
+                "is below 1024",
+                "use at least 1024",
+            ),
+            (
+                mqtt.receive_maximum == 0 || mqtt.max_inflight == 0,
+                "mqtt.receive_maximum / mqtt.max_inflight",
+                "is 0",
+                "use a positive number, e.g. 256 and 64",
+            ),
+            (
+                mqtt.max_connections == 0 || mqtt.max_queued_messages == 0,
+                "mqtt.max_connections / mqtt.max_queued_messages",
+                "is 0",
+                "use a positive number",
+            ),
+            (
+                mqtt.max_topic_levels == 0,
+                "mqtt.max_topic_levels",
+                "is 0",
+                "use a positive number, e.g. 32",
+            ),
             (
                 self.log.cache_bytes < 1 << 20,
                 "log.cache_bytes",

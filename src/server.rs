@@ -12,8 +12,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use tokio::sync::watch;
+
 use crate::config::Config;
 use crate::log::{Log, OpenError};
+use crate::mqtt::broker::Broker;
+use crate::mqtt::connection::{self as mqtt_connection, ConnConfig as MqttConnConfig};
+use crate::mqtt::session::SessionConfig;
 use crate::shutdown::Shutdown;
 use crate::wire::connection::{self, ConnConfig};
 
@@ -26,6 +31,9 @@ pub enum ServeError {
     /// The log could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),
+    /// The MQTT state could not be restored, or the ingest rules are invalid.
+    #[error("MQTT: {0}")]
+    Mqtt(String),
     /// The listener could not be bound.
     #[error(
         "cannot listen on {addr}: {source} (is another broker using the port? set [wire] listen)"
@@ -43,10 +51,13 @@ pub enum ServeError {
 pub struct Server {
     /// The address the binary-protocol listener is bound to.
     pub wire_addr: SocketAddr,
+    /// The address the MQTT listener is bound to (`None` when MQTT is disabled).
+    pub mqtt_addr: Option<SocketAddr>,
     /// The log it serves.
     pub log: Log,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<()>,
+    mqtt_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -74,6 +85,12 @@ impl Server {
             idle_timeout: Duration::from_millis(config.wire.idle_timeout_ms),
         };
         let limit = Arc::new(Semaphore::new(config.wire.max_connections as usize));
+        let (mqtt_addr, mqtt_task) = if config.mqtt.enabled {
+            let (addr, task) = start_mqtt(&config, &log, &shutdown).await?;
+            (Some(addr), Some(task))
+        } else {
+            (None, None)
+        };
         let task = tokio::spawn(accept_loop(
             listener,
             log.clone(),
@@ -83,9 +100,11 @@ impl Server {
         ));
         Ok(Self {
             wire_addr,
+            mqtt_addr,
             log,
             shutdown,
             task,
+            mqtt_task,
         })
     }
 
@@ -94,6 +113,9 @@ impl Server {
     pub async fn stop(self) {
         self.shutdown.trigger();
         let _ = self.task.await;
+        if let Some(t) = self.mqtt_task {
+            let _ = t.await;
+        }
         self.log.shutdown().await;
     }
 }
@@ -145,6 +167,117 @@ async fn accept_loop(
     }
 }
 
+/// Restores the MQTT state, binds the MQTT listener and starts its accept loop and the
+/// housekeeping task (session expiry, delayed wills, `$SYS/`).
+async fn start_mqtt(
+    config: &Config,
+    log: &Log,
+    shutdown: &Shutdown,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
+    let m = &config.mqtt;
+    let broker = Broker::open(log.clone(), m, config.log.batch_max_bytes as usize)
+        .map_err(ServeError::Mqtt)?;
+    let addr = m.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let conn = MqttConnConfig {
+        session: SessionConfig {
+            max_packet_bytes: m.max_packet_bytes,
+            receive_maximum: m.receive_maximum,
+            max_inflight: m.max_inflight,
+            topic_alias_maximum: m.topic_alias_maximum,
+            max_topic_levels: m.max_topic_levels as usize,
+            max_keep_alive_secs: m.max_keep_alive_secs,
+            max_session_expiry_secs: m.max_session_expiry_secs,
+        },
+        batch_max_bytes: config.log.batch_max_bytes as usize,
+    };
+    tokio::spawn(housekeeping(
+        broker.clone(),
+        Duration::from_secs(u64::from(m.sys_interval_secs)),
+        shutdown.subscribe(),
+    ));
+    let task = tokio::spawn(mqtt_accept_loop(
+        listener,
+        broker,
+        conn,
+        m.max_connections as usize,
+        shutdown.clone(),
+    ));
+    Ok((bound, task))
+}
+
+async fn housekeeping(broker: Broker, sys_every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sys: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|&s| s) => return,
+        }
+        broker.expire(std::time::Instant::now()).await;
+        if !sys_every.is_zero() && last_sys.is_none_or(|t| t.elapsed() >= sys_every) {
+            broker.publish_sys();
+            last_sys = Some(std::time::Instant::now());
+        }
+    }
+}
+
+async fn mqtt_accept_loop(
+    listener: TcpListener,
+    broker: Broker,
+    conn: MqttConnConfig,
+    max_connections: usize,
+    shutdown: Shutdown,
+) {
+    let mut conns = JoinSet::new();
+    let mut stop = shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|&s| s) => break,
+        };
+        while conns.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "MQTT accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Over the limit, CONNECT is answered "server busy"; far over it, the socket is
+        // closed at once so refusals cannot pile up.
+        let over_limit = conns.len() >= max_connections;
+        if conns.len() >= max_connections.saturating_mul(2) {
+            tracing::warn!(%peer, "MQTT connection limit far exceeded; closing");
+            drop(stream);
+            continue;
+        }
+        conns.spawn(mqtt_connection::serve(
+            stream,
+            broker.clone(),
+            conn,
+            shutdown.clone(),
+            over_limit,
+        ));
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(CONNECTION_DRAIN, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("MQTT connections did not finish in time; closing them");
+        conns.abort_all();
+    }
+}
+
 async fn refuse_busy(mut stream: TcpStream) {
     use tokio::io::AsyncWriteExt;
     let frame = outpost_firmware::Frame::Error {
@@ -165,6 +298,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;
     println!("outpost: wire listening on {}", server.wire_addr);
+    if let Some(addr) = server.mqtt_addr {
+        println!("outpost: mqtt listening on {addr}");
+    }
     tracing::info!(addr = %server.wire_addr, data_dir = %data_dir.display(), gateway_id = server.log.gateway_id(), "serving");
     crate::shutdown::os_signal().await;
     tracing::info!("shutting down: draining connections and the log writer");

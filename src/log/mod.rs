@@ -180,6 +180,50 @@ pub enum GroupError {
     ShuttingDown,
 }
 
+/// Why a state change was not stored. Nothing of a failed change is stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StateError {
+    /// The commit failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The log is shutting down.
+    #[error("the log is shutting down")]
+    ShuttingDown,
+}
+
+/// Every `(key, value)` of a state table, in key order.
+pub type StateEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One change to a broker-state table ([`tables::StateTable`]), applied by the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateOp {
+    /// Insert or replace `key`.
+    Put {
+        /// Table.
+        table: tables::StateTable,
+        /// Key bytes.
+        key: Vec<u8>,
+        /// Value bytes.
+        value: Vec<u8>,
+    },
+    /// Remove `key` (absent is fine).
+    Delete {
+        /// Table.
+        table: tables::StateTable,
+        /// Key bytes.
+        key: Vec<u8>,
+    },
+    /// Remove every key in `start..end`.
+    DeleteRange {
+        /// Table.
+        table: tables::StateTable,
+        /// First key removed.
+        start: Vec<u8>,
+        /// First key kept after the range.
+        end: Vec<u8>,
+    },
+}
+
 /// An invalid topic name.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("invalid topic name `{name}`: use 1..=249 characters of [a-zA-Z0-9._-], not `.` or `..`")]
@@ -586,6 +630,19 @@ impl Log {
         target: Target<'_>,
         records: PendingRecords,
     ) -> Result<Pending<Appended, AppendError>, AppendError> {
+        self.enqueue_append_with_state(topic, target, records, Vec::new())
+            .await
+    }
+
+    /// As [`Log::enqueue_append`], and applies `state` in the same commit if the append
+    /// succeeds (for example an MQTT message queued for offline sessions with the record).
+    pub async fn enqueue_append_with_state(
+        &self,
+        topic: &str,
+        target: Target<'_>,
+        records: PendingRecords,
+        state: Vec<StateOp>,
+    ) -> Result<Pending<Appended, AppendError>, AppendError> {
         validate_topic_name(topic)?;
         if records.records == 0 {
             return Err(AppendError::Empty);
@@ -597,10 +654,34 @@ impl Log {
                 topic,
                 partition,
                 records,
+                state,
                 reply,
             })
         })
         .await
+    }
+
+    /// Queues broker-state changes; the returned handle resolves after their commit.
+    pub async fn enqueue_state(
+        &self,
+        ops: Vec<StateOp>,
+    ) -> Result<Pending<(), StateError>, StateError> {
+        self.enqueue(|reply| Request::State { ops, reply }).await
+    }
+
+    /// Every entry of a state table, in key order (read at startup to restore state).
+    pub fn read_state(
+        &self,
+        table: tables::StateTable,
+    ) -> Result<StateEntries, StorageError> {
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(table.definition())?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Stores `offset` as the next offset `group` will read from `topic`/`partition`.
@@ -760,6 +841,20 @@ impl<T, E: From<Shutdown>> Pending<T, E> {
     }
 }
 
+impl<T, E: From<Shutdown>> std::future::Future for Pending<T, E> {
+    type Output = Result<T, E>;
+
+    /// Polling `&mut Pending` waits without consuming it (cancel-safe).
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(E::from(Shutdown))))
+    }
+}
+
 /// Marker for "the writer is gone".
 pub struct Shutdown;
 
@@ -769,6 +864,11 @@ impl From<Shutdown> for AppendError {
     }
 }
 impl From<Shutdown> for TopicError {
+    fn from(_: Shutdown) -> Self {
+        Self::ShuttingDown
+    }
+}
+impl From<Shutdown> for StateError {
     fn from(_: Shutdown) -> Self {
         Self::ShuttingDown
     }
@@ -846,6 +946,9 @@ fn init_meta(db: &Database, path: &Path, configured_id: &str) -> Result<String, 
             txn.open_table(tables::TOPICS)?;
             txn.open_table(tables::PARTITIONS)?;
             txn.open_table(tables::GROUPS)?;
+            for table in tables::StateTable::ALL {
+                txn.open_table(table.definition())?;
+            }
             id
         };
         txn.commit()?;

@@ -13,6 +13,7 @@
 //! | `partitions` | `(&str topic, u32 partition)` | [`PartitionMeta`], 40 bytes as below |
 //! | `log/<topic>` (one per topic) | `(u32 partition, u64 base_offset)` | one Kafka RecordBatch v2 |
 //! | `groups` | `(&str group, &str topic, u32 partition)` | `u64` next offset to consume |
+//! | `mqtt/sessions`, `mqtt/queue`, `mqtt/retained` | bytes | bytes: see [`StateTable`] |
 //!
 //! One table of batches per topic makes deleting a topic one `delete_table`, and keeps each
 //! topic's keys ascending within a partition, which is what redb's B-tree fills best.
@@ -50,6 +51,38 @@ pub const TOPICS: TableDefinition<&str, &[u8]> = TableDefinition::new("topics");
 pub const PARTITIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("partitions");
 /// (group, topic, partition) → committed offset (the next offset the group will read).
 pub const GROUPS: TableDefinition<(&str, &str, u32), u64> = TableDefinition::new("groups");
+
+/// A table of broker state kept next to the log (MQTT persistent sessions, their queued
+/// messages, retained messages). Keys and values are opaque bytes here: their encodings belong
+/// to the module that owns the state (`crate::mqtt::persist`), which documents them. The
+/// writer applies changes to them in the same transaction as the appends they go with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateTable {
+    /// Client id → persistent session (expiry, subscriptions).
+    MqttSessions,
+    /// (client id, sequence) → a QoS 1/2 message queued for or in flight to a session.
+    MqttQueue,
+    /// Topic name → retained message.
+    MqttRetained,
+}
+
+impl StateTable {
+    /// Every state table (created when the file is initialised).
+    pub const ALL: [StateTable; 3] = [
+        StateTable::MqttSessions,
+        StateTable::MqttQueue,
+        StateTable::MqttRetained,
+    ];
+
+    /// The redb definition of the table.
+    pub fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        TableDefinition::new(match self {
+            StateTable::MqttSessions => "mqtt/sessions",
+            StateTable::MqttQueue => "mqtt/queue",
+            StateTable::MqttRetained => "mqtt/retained",
+        })
+    }
+}
 
 /// Key in `meta` holding [`FORMAT_VERSION`].
 pub const META_FORMAT_VERSION: &str = "format_version";

@@ -27,8 +27,8 @@ use super::batch::{self, BatchBuilder, Compression, Push};
 use super::retention::Trimmed;
 use super::tables::{self, PartitionMeta, TopicConfig};
 use super::{
-    now_ms, AppendError, Appended, Catalog, GroupError, Loaded, PendingRecords, Stats,
-    StorageError, TopicError, TopicShared,
+    now_ms, AppendError, Appended, Catalog, GroupError, Loaded, PendingRecords, StateError,
+    StateOp, Stats, StorageError, TopicError, TopicShared,
 };
 use crate::config::{Config, Fsync};
 
@@ -44,6 +44,8 @@ pub(crate) struct AppendRequest {
     pub topic: String,
     pub partition: u32,
     pub records: PendingRecords,
+    /// State changes committed with the records, only if the append succeeds.
+    pub state: Vec<StateOp>,
     pub reply: oneshot::Sender<Result<Appended, AppendError>>,
 }
 
@@ -72,6 +74,10 @@ pub(crate) enum Request {
         new_start: u64,
         reply: oneshot::Sender<Result<Trimmed, TopicError>>,
     },
+    State {
+        ops: Vec<StateOp>,
+        reply: oneshot::Sender<Result<(), StateError>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -79,7 +85,8 @@ impl Request {
     /// Payload bytes, for commit sizing.
     fn bytes(&self) -> u64 {
         match self {
-            Request::Append(a) => a.records.batches.len() as u64,
+            Request::Append(a) => a.records.batches.len() as u64 + state_bytes(&a.state),
+            Request::State { ops, .. } => state_bytes(ops),
             _ => 0,
         }
     }
@@ -130,6 +137,7 @@ enum Outcome {
     Topic(Result<(), TopicError>),
     Group(Result<(), GroupError>),
     Trim(Result<Trimmed, TopicError>),
+    State(Result<(), StateError>),
 }
 
 impl Outcome {
@@ -139,6 +147,7 @@ impl Outcome {
             Request::Append(_) => Outcome::Append(Err(e.clone().into())),
             Request::CommitOffset { .. } => Outcome::Group(Err(e.clone().into())),
             Request::Trim { .. } => Outcome::Trim(Err(e.clone().into())),
+            Request::State { .. } => Outcome::State(Err(e.clone().into())),
             _ => Outcome::Topic(Err(e.clone().into())),
         }
     }
@@ -150,6 +159,7 @@ impl Outcome {
             Outcome::Topic(Ok(_)) => Outcome::Topic(Err(e.clone().into())),
             Outcome::Group(Ok(_)) => Outcome::Group(Err(e.clone().into())),
             Outcome::Trim(Ok(_)) => Outcome::Trim(Err(e.clone().into())),
+            Outcome::State(Ok(())) => Outcome::State(Err(e.clone().into())),
             failed => failed,
         }
     }
@@ -437,6 +447,10 @@ impl Writer {
                 new_start,
                 ..
             } => Outcome::Trim(trim(txn, commit, topic, *partition, *new_start)?),
+            Request::State { ops, .. } => {
+                apply_state(txn, ops)?;
+                Outcome::State(Ok(()))
+            }
             // Appends go through apply_appends; Shutdown never enters a group.
             Request::Append(_) | Request::Shutdown(_) => {
                 unreachable!("not an admin request")
@@ -467,6 +481,13 @@ impl Writer {
         for key in order {
             let idx = &members[&key];
             self.append_partition(txn, commit, key, run, idx, outcomes)?;
+        }
+        // State changes ride with their append: applied only when it succeeded, in request
+        // order (a later request may delete what an earlier one put).
+        for (req, outcome) in run.iter().zip(outcomes.iter()) {
+            if let (Request::Append(a), Some(Outcome::Append(Ok(_)))) = (req, outcome) {
+                apply_state(txn, &a.state)?;
+            }
         }
         Ok(())
     }
@@ -791,6 +812,37 @@ fn trim(
     Ok(Ok(trimmed))
 }
 
+/// Bytes a list of state changes writes, for commit sizing.
+fn state_bytes(ops: &[StateOp]) -> u64 {
+    ops.iter()
+        .map(|op| match op {
+            StateOp::Put { key, value, .. } => key.len() + value.len(),
+            StateOp::Delete { key, .. } => key.len(),
+            StateOp::DeleteRange { start, end, .. } => start.len() + end.len(),
+        } as u64)
+        .sum()
+}
+
+/// Applies state changes in order.
+fn apply_state(txn: &WriteTransaction, ops: &[StateOp]) -> Result<(), StorageError> {
+    for op in ops {
+        match op {
+            StateOp::Put { table, key, value } => {
+                txn.open_table(table.definition())?
+                    .insert(key.as_slice(), value.as_slice())?;
+            }
+            StateOp::Delete { table, key } => {
+                txn.open_table(table.definition())?.remove(key.as_slice())?;
+            }
+            StateOp::DeleteRange { table, start, end } => {
+                let mut t = txn.open_table(table.definition())?;
+                t.retain_in(start.as_slice()..end.as_slice(), |_, _| false)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sends a request its outcome (a dropped requester is not an error).
 fn answer(req: Request, outcome: Option<Outcome>) {
     match (req, outcome) {
@@ -807,6 +859,9 @@ fn answer(req: Request, outcome: Option<Outcome>) {
             let _ = reply.send(r);
         }
         (Request::Trim { reply, .. }, Some(Outcome::Trim(r))) => {
+            let _ = reply.send(r);
+        }
+        (Request::State { reply, .. }, Some(Outcome::State(r))) => {
             let _ = reply.send(r);
         }
         // A failed commit may leave a request without its own outcome; dropping its reply

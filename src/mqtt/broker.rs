@@ -1,0 +1,1014 @@
+//! The broker state shared by every MQTT connection: sessions, subscriptions, retained
+//! messages, and the publish path into the log and out to subscribers.
+//!
+//! [`Broker`] is a cheap-clone handle over `Arc<Inner>`. Each piece of state has one lock,
+//! never held across an `.await`:
+//!
+//! - `registry` (`RwLock`): client id and [`SessionId`] → [`Slot`]. Publishers take it for
+//!   reading to find the sessions a message goes to.
+//! - `subs` (`RwLock`): the [`SubscriptionTree`].
+//! - each [`Slot`]'s own `Mutex`: the session's queue (bounded by `max_queued_messages`), who
+//!   owns it, its parked state while offline, its pending will.
+//! - `retained` (`Mutex`): topic → retained message, mirrored in the `mqtt/retained` table.
+//!
+//! # Publish path
+//!
+//! [`Broker::publish`] routes the message through the tree, reserves a place in each receiving
+//! session's queue (a full queue drops the delivery and counts it), and queues one writer
+//! request: the log record (per the ingest rules), plus — in the same commit — a queue row for
+//! every persistent session getting it at QoS 1/2 and the retained-message change. The
+//! returned [`Published`] is then completed: at QoS 0 at once, at QoS 1/2 after the commit, so
+//! that PUBACK/PUBREC and the deliveries happen only once the message is durable. Live
+//! subscribers get it from memory, never from the log read path.
+//!
+//! # Sessions
+//!
+//! A session lives in a [`Slot`] from its first CONNECT until it ends (clean start, expiry 0 at
+//! disconnect, or its expiry interval running out while offline). While a connection owns it,
+//! deliveries wait in the slot's queue and the connection is woken through `notify`. When the
+//! connection ends, its [`SessionState`] (in-flight messages, QoS 2 ids) is parked in the slot
+//! for the next connection. Persistent sessions (expiry > 0) are also written to the
+//! `mqtt/sessions` and `mqtt/queue` tables and restored by [`Broker::open`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::message::{Message, SharedMessage};
+use super::packet::{reason, QoS};
+use super::persist;
+use super::session::{Close, ConnectInfo, Delivery, SessionState, SubscribeEntry, WillMessage};
+use super::subscriptions::{Route, SessionId, Subscription, SubscriptionTree};
+use super::topic;
+use crate::config::MqttConfig;
+use crate::ingest::{self, Destination, Ingest};
+use crate::log::batch::{BatchBuilder, Compression};
+use crate::log::tables::StateTable;
+use crate::log::{AppendError, Appended, Log, Pending, StateError, StateOp, Target};
+
+/// How long a new connection waits for the one it takes a session over from to let go.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// Broker-wide counters, reported under `$SYS/`.
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    /// Connections that completed CONNECT and are open.
+    pub clients_connected: AtomicU64,
+    /// PUBLISH packets accepted from clients.
+    pub messages_received: AtomicU64,
+    /// PUBLISH packets sent to clients.
+    pub messages_sent: AtomicU64,
+    /// Payload bytes accepted.
+    pub bytes_received: AtomicU64,
+    /// Payload bytes sent.
+    pub bytes_sent: AtomicU64,
+    /// Deliveries dropped (queue full, expired, too large for the client).
+    pub messages_dropped: AtomicU64,
+}
+
+/// Settings the broker applies.
+#[derive(Debug, Clone)]
+struct Limits {
+    max_queued: usize,
+    max_retained: usize,
+    max_topic_levels: usize,
+    batch_max_bytes: usize,
+}
+
+/// A session's place in the broker.
+#[derive(Debug)]
+pub struct Slot {
+    /// Internal id (used in the subscription tree).
+    pub id: SessionId,
+    /// Client identifier.
+    pub client_id: Box<str>,
+    state: Mutex<SlotState>,
+    /// Wakes the owning connection: new deliveries or a kick.
+    pub notify: Notify,
+    /// Wakes a connection waiting to take the session over.
+    released: Notify,
+    online: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    queue: VecDeque<Delivery>,
+    reserved: usize,
+    owner: Option<u64>,
+    kick: Option<u8>,
+    parked: SessionState,
+    expiry_secs: u32,
+    disconnected_at: Option<Instant>,
+    will: Option<(WillMessage, Instant)>,
+    next_seq: u64,
+    ended: bool,
+}
+
+impl Slot {
+    fn new(id: SessionId, client_id: &str) -> Self {
+        Self {
+            id,
+            client_id: client_id.into(),
+            state: Mutex::new(SlotState::default()),
+            notify: Notify::new(),
+            released: Notify::new(),
+            online: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // A panic while holding it aborts the process (panic = "abort"); poisoning is moot.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn persistent(state: &SlotState) -> bool {
+        state.expiry_secs > 0
+    }
+
+    /// Takes the next delivery if the client can take it: QoS 0 always, QoS 1/2 only when
+    /// `quota` > 0. Returns `None` when the queue is empty or its head must wait.
+    pub fn pop(&self, quota: usize) -> Option<Delivery> {
+        let mut s = self.lock();
+        let head = s.queue.front()?;
+        if head.qos != QoS::AtMostOnce && quota == 0 {
+            return None;
+        }
+        s.queue.pop_front()
+    }
+
+    /// The reason the owning connection must close, if it was kicked.
+    pub fn kicked(&self, conn: u64) -> Option<u8> {
+        let s = self.lock();
+        match s.owner {
+            Some(owner) if owner == conn => s.kick,
+            _ => Some(reason::SESSION_TAKEN_OVER),
+        }
+    }
+
+    /// Reserves a queue place; false when the queue is full.
+    fn reserve(&self, max: usize) -> bool {
+        let mut s = self.lock();
+        if s.ended || s.queue.len() + s.reserved >= max {
+            return false;
+        }
+        s.reserved += 1;
+        true
+    }
+
+    fn fill(&self, d: Option<Delivery>) {
+        let mut s = self.lock();
+        s.reserved = s.reserved.saturating_sub(1);
+        if let Some(d) = d {
+            if !s.ended {
+                s.queue.push_back(d);
+            }
+        }
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    fn next_seq(&self) -> Option<u64> {
+        let mut s = self.lock();
+        Self::persistent(&s).then(|| {
+            let seq = s.next_seq;
+            s.next_seq += 1;
+            seq
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    by_client: HashMap<Box<str>, Arc<Slot>>,
+    by_id: HashMap<SessionId, Arc<Slot>>,
+}
+
+struct Inner {
+    log: Log,
+    ingest: Ingest,
+    limits: Limits,
+    registry: RwLock<Registry>,
+    subs: RwLock<SubscriptionTree>,
+    retained: Mutex<HashMap<Box<str>, SharedMessage>>,
+    stats: MqttStats,
+    next_session: AtomicU64,
+    next_conn: AtomicU64,
+    started: Instant,
+}
+
+/// Handle to the shared broker state.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("sessions", &self.registry().by_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a connection gets when it attaches to a session.
+#[derive(Debug)]
+pub struct Attached {
+    /// The session.
+    pub slot: Arc<Slot>,
+    /// The connection's id (ownership token).
+    pub conn: u64,
+    /// CONNACK Session Present.
+    pub session_present: bool,
+    /// State to resume.
+    pub state: SessionState,
+}
+
+/// A publish on its way: complete it (at once for QoS 0, after the commit for QoS 1/2).
+#[derive(Debug)]
+pub struct Published {
+    pending: Option<Commit>,
+    deliveries: Vec<(Arc<Slot>, Delivery)>,
+    /// v5 reason code to answer with on success (0, or 0x97 when a retained message could
+    /// not be kept).
+    success: u8,
+}
+
+#[derive(Debug)]
+enum Commit {
+    Append(Pending<Appended, AppendError>),
+    State(Pending<(), StateError>),
+}
+
+impl Published {
+    /// Hands the deliveries to their sessions without waiting for the commit (QoS 0).
+    pub fn deliver_now(self) {
+        for (slot, d) in self.deliveries {
+            slot.fill(Some(d));
+        }
+    }
+
+    /// Waits for the commit; true when the message is stored (or nothing needed storing).
+    /// Cancel-safe: it can be polled again after being dropped unfinished.
+    pub async fn wait(&mut self) -> bool {
+        match &mut self.pending {
+            None => true,
+            Some(Commit::Append(p)) => match p.await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT publish not stored");
+                    false
+                }
+            },
+            Some(Commit::State(p)) => p.await.is_ok(),
+        }
+    }
+
+    /// After [`Published::wait`]: hands the deliveries over if `stored`, and returns the v5
+    /// reason code for PUBACK/PUBREC (`Err` when the message is not stored).
+    pub fn complete(self, stored: bool) -> Result<u8, u8> {
+        for (slot, d) in self.deliveries {
+            slot.fill(stored.then_some(d));
+        }
+        if stored {
+            Ok(self.success)
+        } else {
+            Err(reason::UNSPECIFIED_ERROR)
+        }
+    }
+}
+
+impl Broker {
+    /// Restores persistent sessions, their queues and the retained messages from the log file.
+    pub fn open(log: Log, config: &MqttConfig, batch_max_bytes: usize) -> Result<Self, String> {
+        let ingest = Ingest::from_config(config).map_err(|e| e.to_string())?;
+        let limits = Limits {
+            max_queued: config.max_queued_messages as usize,
+            max_retained: config.max_retained_messages as usize,
+            max_topic_levels: config.max_topic_levels as usize,
+            batch_max_bytes,
+        };
+        let broker = Self {
+            inner: Arc::new(Inner {
+                log,
+                ingest,
+                limits,
+                registry: RwLock::new(Registry::default()),
+                subs: RwLock::new(SubscriptionTree::new()),
+                retained: Mutex::new(HashMap::new()),
+                stats: MqttStats::default(),
+                next_session: AtomicU64::new(1),
+                next_conn: AtomicU64::new(1),
+                started: Instant::now(),
+            }),
+        };
+        broker
+            .restore()
+            .map_err(|e| format!("cannot restore MQTT state: {e}"))?;
+        Ok(broker)
+    }
+
+    fn restore(&self) -> Result<(), String> {
+        let log = &self.inner.log;
+        let now = Instant::now();
+        let now_ms = crate::log::now_ms();
+        let mut stale = Vec::new();
+        for (key, value) in log
+            .read_state(StateTable::MqttRetained)
+            .map_err(|e| e.to_string())?
+        {
+            match persist::decode_retained(&value) {
+                Ok(m) if m.remaining_expiry(now_ms).is_some() => {
+                    self.retained().insert(m.topic.clone(), Arc::new(m));
+                }
+                Ok(_) => stale.push(StateOp::Delete {
+                    table: StateTable::MqttRetained,
+                    key,
+                }),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        for (key, value) in log
+            .read_state(StateTable::MqttSessions)
+            .map_err(|e| e.to_string())?
+        {
+            let client_id = String::from_utf8_lossy(&key).into_owned();
+            let stored = persist::decode_session(&value).map_err(|e| e.to_string())?;
+            let slot = self.new_slot(&client_id);
+            {
+                let mut s = slot.lock();
+                s.expiry_secs = stored.expiry_secs;
+                // Offline since it disconnected, or since now if it was connected at the stop.
+                let away_ms = if stored.disconnected_ms == 0 {
+                    0
+                } else {
+                    now_ms.saturating_sub(stored.disconnected_ms)
+                };
+                s.disconnected_at = Some(
+                    now.checked_sub(Duration::from_millis(away_ms))
+                        .unwrap_or(now),
+                );
+            }
+            let mut subs = self.subs_write();
+            for sub in &stored.subscriptions {
+                if let Ok(f) = topic::parse_filter(&sub.filter, self.inner.limits.max_topic_levels)
+                {
+                    subs.subscribe(slot.id, &f, sub.subscription());
+                }
+            }
+        }
+        for (key, value) in log
+            .read_state(StateTable::MqttQueue)
+            .map_err(|e| e.to_string())?
+        {
+            let Some((client_id, seq)) = persist::split_queue_key(&key) else {
+                return Err("queue row with an invalid key".to_owned());
+            };
+            let slot = self.registry().by_client.get(client_id).cloned();
+            let Some(slot) = slot else {
+                stale.push(StateOp::Delete {
+                    table: StateTable::MqttQueue,
+                    key,
+                });
+                continue;
+            };
+            let d = persist::decode_delivery(&value, seq).map_err(|e| e.to_string())?;
+            let mut s = slot.lock();
+            s.next_seq = s.next_seq.max(seq + 1);
+            if d.packet_id != 0 {
+                s.parked.inflight.push(d);
+            } else {
+                s.queue.push_back(d);
+            }
+        }
+        if !stale.is_empty() {
+            // Best effort: rows of expired retained messages and orphaned queue rows.
+            let log = log.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = log.enqueue_state(stale).await {
+                    let _ = p.await;
+                }
+            });
+        }
+        let sessions = self.registry().by_id.len();
+        if sessions > 0 || !self.retained().is_empty() {
+            tracing::info!(
+                sessions,
+                retained = self.retained().len(),
+                "restored MQTT state"
+            );
+        }
+        Ok(())
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn subs_read(&self) -> std::sync::RwLockReadGuard<'_, SubscriptionTree> {
+        self.inner.subs.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn subs_write(&self) -> std::sync::RwLockWriteGuard<'_, SubscriptionTree> {
+        self.inner.subs.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn retained(&self) -> MutexGuard<'_, HashMap<Box<str>, SharedMessage>> {
+        self.inner
+            .retained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_slot(&self, client_id: &str) -> Arc<Slot> {
+        let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
+        let slot = Arc::new(Slot::new(id, client_id));
+        let mut reg = self.registry_mut();
+        reg.by_client.insert(client_id.into(), slot.clone());
+        reg.by_id.insert(id, slot.clone());
+        slot
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &MqttStats {
+        &self.inner.stats
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Log {
+        &self.inner.log
+    }
+
+    /// Most topic levels allowed.
+    pub fn max_topic_levels(&self) -> usize {
+        self.inner.limits.max_topic_levels
+    }
+
+    /// Attaches a connection to the session of `info.client_id`, taking it over from another
+    /// connection if needed. `Err` carries a CONNACK reason code.
+    pub async fn connect(&self, info: &ConnectInfo) -> Result<Attached, u8> {
+        let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let existing = self
+            .registry()
+            .by_client
+            .get(info.client_id.as_str())
+            .cloned();
+        if let Some(slot) = &existing {
+            // Session takeover ([MQTT-3.1.4-2]): the old connection is told to close (v5:
+            // DISCONNECT 0x8E) and parks its state; wait for that, bounded.
+            let deadline = Instant::now() + TAKEOVER_WAIT;
+            loop {
+                let released = slot.released.notified();
+                {
+                    let mut s = slot.lock();
+                    if s.owner.is_none() {
+                        break;
+                    }
+                    s.kick = Some(reason::SESSION_TAKEN_OVER);
+                }
+                slot.notify.notify_one();
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || tokio::time::timeout(left, released).await.is_err() {
+                    tracing::warn!(client_id = %info.client_id, "previous connection did not let go of the session");
+                    return Err(reason::SERVER_BUSY);
+                }
+            }
+        }
+        let mut ops = Vec::new();
+        let mut fired_will = None;
+        let (slot, session_present, state) = match existing {
+            Some(slot) if !info.clean_start && !slot.lock().ended => {
+                let mut s = slot.lock();
+                // [MQTT-3.1.3-9]: a resumed session does not send its delayed will.
+                s.will = None;
+                let state = std::mem::take(&mut s.parked);
+                drop(s);
+                (slot, true, state)
+            }
+            Some(old) => {
+                // [MQTT-3.1.2-4]: Clean Start discards the existing session.
+                fired_will = self.end_session(&old, &mut ops);
+                (
+                    self.new_slot(&info.client_id),
+                    false,
+                    SessionState::default(),
+                )
+            }
+            None => (
+                self.new_slot(&info.client_id),
+                false,
+                SessionState::default(),
+            ),
+        };
+        {
+            let mut s = slot.lock();
+            s.owner = Some(conn);
+            s.kick = None;
+            s.expiry_secs = info.session_expiry_secs;
+            s.disconnected_at = None;
+        }
+        slot.online.store(true, Ordering::Relaxed);
+        if info.session_expiry_secs > 0 {
+            let subs = self.subs_read().session_subscriptions(slot.id);
+            ops.push(persist::put_session(
+                &info.client_id,
+                info.session_expiry_secs,
+                0,
+                &subs,
+            ));
+        } else if session_present {
+            // The session was persistent and is not any more: forget its rows.
+            ops.extend(persist::delete_session(&info.client_id));
+        }
+        if let Some(will) = fired_will {
+            self.publish_will(will).await;
+        }
+        if !ops.is_empty() {
+            self.commit_state(ops)
+                .await
+                .map_err(|_| reason::SERVER_UNAVAILABLE)?;
+        }
+        self.inner
+            .stats
+            .clients_connected
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Attached {
+            slot,
+            conn,
+            session_present,
+            state,
+        })
+    }
+
+    /// Ends `slot`'s session: subscriptions, queue and rows go. Returns its pending will.
+    fn end_session(&self, slot: &Arc<Slot>, ops: &mut Vec<StateOp>) -> Option<WillMessage> {
+        let mut s = slot.lock();
+        s.ended = true;
+        s.queue.clear();
+        let will = s.will.take().map(|(w, _)| w);
+        let persistent = Slot::persistent(&s);
+        drop(s);
+        self.subs_write().remove_session(slot.id);
+        let mut reg = self.registry_mut();
+        if reg
+            .by_client
+            .get(&slot.client_id)
+            .is_some_and(|s| s.id == slot.id)
+        {
+            reg.by_client.remove(&slot.client_id);
+        }
+        reg.by_id.remove(&slot.id);
+        drop(reg);
+        if persistent {
+            ops.extend(persist::delete_session(&slot.client_id));
+        }
+        will
+    }
+
+    /// A connection let go of its session (closed for `close`).
+    pub async fn disconnect(
+        &self,
+        attached: &Attached,
+        state: SessionState,
+        close: Close,
+        will: Option<WillMessage>,
+        expiry_secs: u32,
+    ) {
+        let slot = &attached.slot;
+        self.inner
+            .stats
+            .clients_connected
+            .fetch_sub(1, Ordering::Relaxed);
+        let will = will.filter(|_| close.publish_will);
+        let mut ops = Vec::new();
+        let mut fire = None;
+        {
+            let mut s = slot.lock();
+            if s.owner != Some(attached.conn) {
+                return;
+            }
+            s.owner = None;
+            s.kick = None;
+            slot.online.store(false, Ordering::Relaxed);
+            s.expiry_secs = expiry_secs;
+            if expiry_secs == 0 {
+                drop(s);
+                // The session ends with the connection; so does any will delay.
+                fire = self.end_session(slot, &mut ops).or(will);
+            } else {
+                s.parked = state;
+                s.disconnected_at = Some(Instant::now());
+                match will {
+                    Some(w) if w.delay_secs == 0 => fire = Some(w),
+                    Some(w) => {
+                        let delay = w.delay_secs.min(expiry_secs);
+                        s.will = Some((w, Instant::now() + Duration::from_secs(u64::from(delay))));
+                    }
+                    None => {}
+                }
+                drop(s);
+                let subs = self.subs_read().session_subscriptions(slot.id);
+                ops.push(persist::put_session(
+                    &slot.client_id,
+                    expiry_secs,
+                    crate::log::now_ms(),
+                    &subs,
+                ));
+            }
+        }
+        slot.released.notify_waiters();
+        if let Some(w) = fire {
+            self.publish_will(w).await;
+        }
+        if !ops.is_empty() {
+            let _ = self.commit_state(ops).await;
+        }
+    }
+
+    async fn publish_will(&self, will: WillMessage) {
+        let msg = will.msg;
+        let mut builder = BatchBuilder::new(Compression::None, self.inner.limits.batch_max_bytes);
+        if let Ok(mut p) = self.publish(msg, &mut builder).await {
+            let stored = p.wait().await;
+            let _ = p.complete(stored);
+        }
+    }
+
+    async fn commit_state(&self, ops: Vec<StateOp>) -> Result<(), StateError> {
+        self.inner.log.enqueue_state(ops).await?.await
+    }
+
+    /// Queues state changes without waiting for their commit (row updates of deliveries).
+    pub async fn queue_state(&self, ops: Vec<StateOp>) {
+        if ops.is_empty() {
+            return;
+        }
+        // Not awaited: the row change commits with the next group; a crash before it
+        // re-delivers the message (at-least-once), never loses it.
+        let _ = self.inner.log.enqueue_state(ops).await;
+    }
+
+    /// Routes and stores a message (see the module doc). `Err` is a v5 reason code for
+    /// a message that could not even be queued (the log is shutting down).
+    pub async fn publish(&self, msg: Message, builder: &mut BatchBuilder) -> Result<Published, u8> {
+        let stats = &self.inner.stats;
+        stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_received
+            .fetch_add(msg.payload.len() as u64, Ordering::Relaxed);
+        let msg = Arc::new(msg);
+        let mut ops = Vec::new();
+        let mut success = reason::SUCCESS;
+        if msg.retain && !self.set_retained(&msg, true, &mut ops) {
+            success = reason::QUOTA_EXCEEDED;
+        }
+        let deliveries = self.route(&msg, &mut ops);
+        let destination = self.inner.ingest.destination(&msg.topic);
+        let pending = match destination {
+            Destination::Log { topic, key } => match ingest::encode_record(&msg, key, builder) {
+                Ok(records) => {
+                    let target = key.map_or(Target::Any, Target::Key);
+                    match self
+                        .inner
+                        .log
+                        .enqueue_append_with_state(&topic, target, records, ops)
+                        .await
+                    {
+                        Ok(p) => Some(Commit::Append(p)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, topic = %topic, "MQTT publish not stored");
+                            self.cancel(deliveries);
+                            return Err(reason::UNSPECIFIED_ERROR);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT message does not fit a record");
+                    self.cancel(deliveries);
+                    return Err(reason::PACKET_TOO_LARGE);
+                }
+            },
+            Destination::Skip if ops.is_empty() => None,
+            Destination::Skip => match self.inner.log.enqueue_state(ops).await {
+                Ok(p) => Some(Commit::State(p)),
+                Err(_) => {
+                    self.cancel(deliveries);
+                    return Err(reason::UNSPECIFIED_ERROR);
+                }
+            },
+        };
+        Ok(Published {
+            pending,
+            deliveries,
+            success,
+        })
+    }
+
+    fn cancel(&self, deliveries: Vec<(Arc<Slot>, Delivery)>) {
+        for (slot, _) in deliveries {
+            slot.fill(None);
+        }
+    }
+
+    /// Decides who gets `msg`, reserving queue places and adding queue rows to `ops`.
+    fn route(&self, msg: &SharedMessage, ops: &mut Vec<StateOp>) -> Vec<(Arc<Slot>, Delivery)> {
+        let mut routes: Vec<Route> = Vec::new();
+        {
+            let reg = self.registry();
+            let online = |id: SessionId| {
+                reg.by_id
+                    .get(&id)
+                    .is_some_and(|s| s.online.load(Ordering::Relaxed))
+            };
+            self.subs_read()
+                .route(&msg.topic, msg.publisher, online, &mut routes);
+        }
+        if routes.is_empty() {
+            return Vec::new();
+        }
+        let reg = self.registry();
+        let mut out = Vec::with_capacity(routes.len());
+        for route in routes {
+            let Some(slot) = reg.by_id.get(&route.session) else {
+                continue;
+            };
+            let qos = msg.qos.min(route.qos);
+            if !slot.reserve(self.inner.limits.max_queued) {
+                self.inner
+                    .stats
+                    .messages_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let mut d = Delivery {
+                msg: msg.clone(),
+                qos,
+                // [MQTT-3.3.1-12]/[MQTT-3.3.1-13]: live deliveries carry RETAIN only with
+                // Retain As Published.
+                retain: msg.retain && route.retain_as_published,
+                sub_ids: route.subscription_ids,
+                seq: None,
+                packet_id: 0,
+                released: false,
+            };
+            if qos != QoS::AtMostOnce {
+                if let Some(seq) = slot.next_seq() {
+                    d.seq = Some(seq);
+                    ops.push(persist::put_delivery(&slot.client_id, &d, seq));
+                }
+            }
+            out.push((slot.clone(), d));
+        }
+        out
+    }
+
+    /// Updates the retained message of `msg.topic` ([MQTT-3.3.1-5]..[MQTT-3.3.1-7]); false
+    /// when the limit keeps a new topic from being retained.
+    fn set_retained(&self, msg: &SharedMessage, persist: bool, ops: &mut Vec<StateOp>) -> bool {
+        let mut retained = self.retained();
+        if msg.payload.is_empty() {
+            // [MQTT-3.3.1-6]/[MQTT-3.3.1-7]: an empty retained message clears, and is not kept.
+            if retained.remove(&msg.topic).is_none() {
+                return true;
+            }
+        } else {
+            if !retained.contains_key(&msg.topic)
+                && retained.len() >= self.inner.limits.max_retained
+            {
+                return false;
+            }
+            retained.insert(msg.topic.clone(), msg.clone());
+        }
+        drop(retained);
+        if persist {
+            ops.push(persist::retained_op(msg));
+        }
+        true
+    }
+
+    /// Adds subscriptions for a session; returns one reason code per entry and queues the
+    /// retained messages they are owed.
+    pub async fn subscribe(
+        &self,
+        slot: &Arc<Slot>,
+        entries: &[Result<SubscribeEntry, u8>],
+    ) -> Vec<u8> {
+        let mut reasons = Vec::with_capacity(entries.len());
+        let mut owed = Vec::new();
+        {
+            let mut subs = self.subs_write();
+            for entry in entries {
+                let e = match entry {
+                    Ok(e) => e,
+                    Err(code) => {
+                        reasons.push(*code);
+                        continue;
+                    }
+                };
+                let Ok(filter) = topic::parse_filter(&e.filter, self.inner.limits.max_topic_levels)
+                else {
+                    reasons.push(reason::TOPIC_FILTER_INVALID);
+                    continue;
+                };
+                let sub = Subscription {
+                    options: e.options,
+                    id: e.id,
+                };
+                let existed = subs.subscribe(slot.id, &filter, sub);
+                reasons.push(e.options.qos as u8);
+                // [MQTT-3.3.1-9]..[MQTT-3.3.1-11]: retain handling 0 sends retained messages,
+                // 1 only for a new subscription, 2 never; shared subscriptions never get them.
+                let send = match e.options.retain_handling {
+                    0 => true,
+                    1 => !existed,
+                    _ => false,
+                };
+                if send && filter.share_group.is_none() {
+                    owed.push((filter.filter.to_owned(), e.options.qos, e.id));
+                }
+            }
+        }
+        self.persist_session(slot).await;
+        let now_ms = crate::log::now_ms();
+        for (filter, max_qos, id) in owed {
+            let matching: Vec<SharedMessage> = self
+                .retained()
+                .values()
+                .filter(|m| topic::matches(&filter, &m.topic))
+                .filter(|m| m.remaining_expiry(now_ms).is_some())
+                .cloned()
+                .collect();
+            for msg in matching {
+                if !slot.reserve(self.inner.limits.max_queued) {
+                    self.inner
+                        .stats
+                        .messages_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let qos = msg.qos.min(max_qos);
+                slot.fill(Some(Delivery {
+                    msg,
+                    qos,
+                    // [MQTT-3.3.1-8]: retained messages sent on subscribe carry RETAIN.
+                    retain: true,
+                    sub_ids: id.into_iter().collect(),
+                    seq: None,
+                    packet_id: 0,
+                    released: false,
+                }));
+            }
+        }
+        reasons
+    }
+
+    /// Removes subscriptions; returns one v5 reason code per filter.
+    pub async fn unsubscribe(&self, slot: &Arc<Slot>, filters: &[String]) -> Vec<u8> {
+        let mut reasons = Vec::with_capacity(filters.len());
+        {
+            let mut subs = self.subs_write();
+            for f in filters {
+                let code = match topic::parse_filter(f, self.inner.limits.max_topic_levels) {
+                    Ok(filter) if subs.unsubscribe(slot.id, &filter) => reason::SUCCESS,
+                    Ok(_) => reason::NO_SUBSCRIPTION_EXISTED,
+                    Err(_) => reason::TOPIC_FILTER_INVALID,
+                };
+                reasons.push(code);
+            }
+        }
+        self.persist_session(slot).await;
+        reasons
+    }
+
+    async fn persist_session(&self, slot: &Arc<Slot>) {
+        let expiry = slot.lock().expiry_secs;
+        if expiry == 0 {
+            return;
+        }
+        let subs = self.subs_read().session_subscriptions(slot.id);
+        let op = persist::put_session(&slot.client_id, expiry, 0, &subs);
+        if let Err(e) = self.commit_state(vec![op]).await {
+            tracing::warn!(error = %e, client_id = %slot.client_id, "session not persisted");
+        }
+    }
+
+    /// State changes for a delivery that finished or progressed (persistent sessions only).
+    pub fn delivery_ops(&self, slot: &Slot, d: &Delivery, done: bool) -> Option<StateOp> {
+        let seq = d.seq?;
+        Some(if done {
+            persist::delete_delivery(&slot.client_id, seq)
+        } else {
+            persist::put_delivery(&slot.client_id, d, seq)
+        })
+    }
+
+    /// Ends offline sessions whose expiry ran out and publishes wills that are due. Called
+    /// periodically.
+    pub async fn expire(&self, now: Instant) {
+        let slots: Vec<Arc<Slot>> = self.registry().by_id.values().cloned().collect();
+        let mut ops = Vec::new();
+        let mut wills = Vec::new();
+        for slot in slots {
+            let mut s = slot.lock();
+            if s.owner.is_some() {
+                continue;
+            }
+            if let Some((_, due)) = &s.will {
+                if now >= *due {
+                    wills.extend(s.will.take().map(|(w, _)| w));
+                }
+            }
+            let expired = match (s.disconnected_at, s.expiry_secs) {
+                (_, u32::MAX) => false,
+                (Some(at), secs) => now >= at + Duration::from_secs(u64::from(secs)),
+                (None, _) => false,
+            };
+            drop(s);
+            if expired {
+                tracing::debug!(client_id = %slot.client_id, "session expired");
+                wills.extend(self.end_session(&slot, &mut ops));
+            }
+        }
+        for w in wills {
+            self.publish_will(w).await;
+        }
+        if !ops.is_empty() {
+            let _ = self.commit_state(ops).await;
+        }
+    }
+
+    /// Publishes the `$SYS/` topics (retained in memory, not stored in the log).
+    pub fn publish_sys(&self) {
+        let s = &self.inner.stats;
+        let log = self.inner.log.stats();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let topics: [(&str, String); 11] = [
+            (
+                "$SYS/broker/uptime",
+                format!("{} seconds", self.inner.started.elapsed().as_secs()),
+            ),
+            ("$SYS/broker/clients/connected", load(&s.clients_connected)),
+            ("$SYS/broker/messages/received", load(&s.messages_received)),
+            ("$SYS/broker/messages/sent", load(&s.messages_sent)),
+            ("$SYS/broker/messages/dropped", load(&s.messages_dropped)),
+            ("$SYS/broker/bytes/received", load(&s.bytes_received)),
+            ("$SYS/broker/bytes/sent", load(&s.bytes_sent)),
+            (
+                "$SYS/broker/retained/count",
+                self.retained().len().to_string(),
+            ),
+            (
+                "$SYS/broker/subscriptions/count",
+                self.subs_read().len().to_string(),
+            ),
+            ("$SYS/broker/log/records", load(&log.records_appended)),
+            ("$SYS/broker/log/bytes", load(&log.bytes_appended)),
+        ];
+        let now_ms = crate::log::now_ms();
+        for (topic, value) in topics {
+            let msg = Arc::new(Message {
+                topic: topic.into(),
+                payload: Bytes::from(value),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                props: None,
+                received_ms: now_ms,
+                expiry_secs: None,
+                publisher: None,
+            });
+            let mut ops = Vec::new();
+            self.set_retained(&msg, false, &mut ops);
+            for (slot, d) in self.route(&msg, &mut ops) {
+                slot.fill(Some(d));
+            }
+        }
+    }
+
+    /// Counts a PUBLISH sent to a client.
+    pub fn count_sent(&self, payload: usize) {
+        let s = &self.inner.stats;
+        s.messages_sent.fetch_add(1, Ordering::Relaxed);
+        s.bytes_sent.fetch_add(payload as u64, Ordering::Relaxed);
+    }
+
+    /// Counts deliveries dropped by a session.
+    pub fn count_dropped(&self, n: u64) {
+        self.inner
+            .stats
+            .messages_dropped
+            .fetch_add(n, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,1773 @@
+//! Checked decoding and encoding of MQTT 3.1, 3.1.1 and 5.0 control packets.
+//!
+//! This module owns the bytes of a packet: finding where one ends in a stream
+//! ([`frame_len`]), checking and viewing it ([`decode`]) and writing one ([`encode`]). It
+//! keeps no state and does no I/O. It does not check topic names and filters beyond their
+//! being MQTT strings (wildcards, `$share`: [`super::topic`]), nor anything that needs the
+//! connection's state (topic alias ranges, receive maximum, packet identifiers in use, what a
+//! client may send first): that is the session's.
+//!
+//! # Why our own codec
+//!
+//! - One packet type ([`Packet`]) serves the three protocol levels, so the session has one
+//!   code path and fields a level lacks are simply empty.
+//! - Decoded packets borrow from the read buffer: strings, payloads, property blocks and
+//!   subscription lists are views, and nothing is allocated while decoding.
+//! - Every rejection is a [`DecodeError`] that maps to the exact MQTT 5 reason code the
+//!   broker must send: Malformed Packet (0x81), Protocol Error (0x82), Packet too large
+//!   (0x95) or Unsupported Protocol Version (0x84, a v3 return code 1).
+//! - The packet size is checked from the fixed header alone ([`frame_len`]), before the
+//!   body is waited for or buffered.
+//!
+//! # Wire format
+//!
+//! Every packet is a fixed header and `remaining length` more bytes:
+//!
+//! | bytes  | field |
+//! |--------|-------|
+//! | 0      | packet type (bits 7-4, 1..=15) and flags (bits 3-0): PUBLISH has DUP (3), QoS (2-1) and RETAIN (0); PUBREL, SUBSCRIBE and UNSUBSCRIBE have `0b0010`; every other packet `0` |
+//! | 1..=4  | remaining length, a Variable Byte Integer (at most 268,435,455) |
+//! | …      | variable header, then payload |
+//!
+//! Data types: integers are big-endian (two or four bytes); a string is a two-byte length
+//! and that many bytes of UTF-8 without U+0000; binary data is a two-byte length and bytes;
+//! a Variable Byte Integer holds 7 bits per byte, least significant group first, the high
+//! bit meaning "more", in at most four bytes and in its shortest form.
+//!
+//! MQTT 5 properties are a Variable Byte Integer length and then `(identifier, value)`
+//! entries, the value's type fixed by the identifier (MQTT 5 section 2.2.2.2). Each packet
+//! allows its own set; only User Property (0x26, a string pair) and, in a server's PUBLISH,
+//! Subscription Identifier may repeat.
+//!
+//! | packet | variable header | payload |
+//! |--------|-----------------|---------|
+//! | CONNECT | protocol name (`MQTT`, or `MQIsdp` for 3.1), level (5, 4, 3), connect flags, keep alive, v5 properties | client id; if will: v5 will properties, will topic, will payload (binary); user name; password (binary) |
+//! | CONNACK | acknowledge flags (bit 0 session present), return / reason code, v5 properties | — |
+//! | PUBLISH | topic, packet id (QoS > 0 only), v5 properties | application message (the rest) |
+//! | PUBACK, PUBREC, PUBREL, PUBCOMP | packet id; v5: reason code and properties, both omitted when success without properties, the properties alone omitted when empty | — |
+//! | SUBSCRIBE | packet id, v5 properties | (filter, options byte) entries, at least one |
+//! | SUBACK | packet id, v5 properties | one reason code per filter |
+//! | UNSUBSCRIBE | packet id, v5 properties | filters, at least one |
+//! | UNSUBACK | packet id, v5 properties | v5: one reason code per filter |
+//! | PINGREQ, PINGRESP | — | — |
+//! | DISCONNECT | v5: reason code and properties, omitted as for PUBACK | — |
+//! | AUTH (v5) | reason code and properties, both omitted when success without properties | — |
+//!
+//! # Encoding
+//!
+//! [`encode`] writes properties in identifier order, user properties last, and uses the
+//! short forms above. It does not check packets against the protocol's rules: what it is
+//! given is what is written, with the exceptions its documentation lists.
+
+use super::packet::{
+    Auth, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, PubResponse, Publish, QoS,
+    SubAck, Subscribe, SubscribeFilters, SubscriptionOptions, UnsubAck, Unsubscribe,
+    UnsubscribeFilters, UserProperties, Will,
+};
+
+/// The largest remaining length, and the largest value of any Variable Byte Integer.
+pub const MAX_REMAINING_LENGTH: u32 = 268_435_455;
+
+/// The longest fixed header: the type byte and a four-byte remaining length.
+pub const MAX_FIXED_HEADER_LEN: usize = 1 + MAX_VBI_LEN;
+
+/// The most bytes a Variable Byte Integer takes.
+const MAX_VBI_LEN: usize = 4;
+
+/// The high bit of a Variable Byte Integer byte: more bytes follow.
+const VBI_MORE: u8 = 0x80;
+
+/// The value bits of a Variable Byte Integer byte.
+const VBI_VALUE: u8 = 0x7F;
+
+// Packet types (bits 7-4 of the first byte).
+const CONNECT: u8 = 1;
+const CONNACK: u8 = 2;
+const PUBLISH: u8 = 3;
+const PUBACK: u8 = 4;
+const PUBREC: u8 = 5;
+const PUBREL: u8 = 6;
+const PUBCOMP: u8 = 7;
+const SUBSCRIBE: u8 = 8;
+const SUBACK: u8 = 9;
+const UNSUBSCRIBE: u8 = 10;
+const UNSUBACK: u8 = 11;
+const PINGREQ: u8 = 12;
+const PINGRESP: u8 = 13;
+const DISCONNECT: u8 = 14;
+const AUTH: u8 = 15;
+
+/// The fixed header flags of PUBREL, SUBSCRIBE and UNSUBSCRIBE.
+const FLAGS_0010: u8 = 0b0010;
+
+// PUBLISH fixed header flags.
+const PUBLISH_DUP: u8 = 0b1000;
+const PUBLISH_QOS_SHIFT: u8 = 1;
+const PUBLISH_RETAIN: u8 = 0b0001;
+
+// CONNECT flags.
+const CONNECT_RESERVED: u8 = 0x01;
+const CONNECT_CLEAN_START: u8 = 0x02;
+const CONNECT_WILL: u8 = 0x04;
+const CONNECT_WILL_QOS_SHIFT: u8 = 3;
+const CONNECT_WILL_RETAIN: u8 = 0x20;
+const CONNECT_PASSWORD: u8 = 0x40;
+const CONNECT_USERNAME: u8 = 0x80;
+
+/// CONNACK acknowledge flags: bit 0 is Session Present, the others are reserved.
+const CONNACK_SESSION_PRESENT: u8 = 0x01;
+
+// Subscription options byte.
+const OPTIONS_QOS: u8 = 0b0000_0011;
+const OPTIONS_NO_LOCAL: u8 = 0b0000_0100;
+const OPTIONS_RETAIN_AS_PUBLISHED: u8 = 0b0000_1000;
+const OPTIONS_RETAIN_HANDLING_SHIFT: u8 = 4;
+const OPTIONS_V5_RESERVED: u8 = 0b1100_0000;
+const OPTIONS_V3_RESERVED: u8 = 0b1111_1100;
+
+/// The highest v3.1/3.1.1 CONNACK return code (5, not authorized).
+const MAX_V3_CONNACK_CODE: u8 = 5;
+
+/// The protocol name of MQTT 3.1.1 and 5.0.
+const NAME_MQTT: &[u8] = b"MQTT";
+/// The protocol name of MQTT 3.1.
+const NAME_MQISDP: &[u8] = b"MQIsdp";
+
+/// MQTT 5 property identifiers (section 2.2.2.2).
+mod id {
+    pub const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
+    pub const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
+    pub const CONTENT_TYPE: u8 = 0x03;
+    pub const RESPONSE_TOPIC: u8 = 0x08;
+    pub const CORRELATION_DATA: u8 = 0x09;
+    pub const SUBSCRIPTION_IDENTIFIER: u8 = 0x0B;
+    pub const SESSION_EXPIRY_INTERVAL: u8 = 0x11;
+    pub const ASSIGNED_CLIENT_IDENTIFIER: u8 = 0x12;
+    pub const SERVER_KEEP_ALIVE: u8 = 0x13;
+    pub const AUTHENTICATION_METHOD: u8 = 0x15;
+    pub const AUTHENTICATION_DATA: u8 = 0x16;
+    pub const REQUEST_PROBLEM_INFORMATION: u8 = 0x17;
+    pub const WILL_DELAY_INTERVAL: u8 = 0x18;
+    pub const REQUEST_RESPONSE_INFORMATION: u8 = 0x19;
+    pub const RESPONSE_INFORMATION: u8 = 0x1A;
+    pub const SERVER_REFERENCE: u8 = 0x1C;
+    pub const REASON_STRING: u8 = 0x1F;
+    pub const RECEIVE_MAXIMUM: u8 = 0x21;
+    pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
+    pub const TOPIC_ALIAS: u8 = 0x23;
+    pub const MAXIMUM_QOS: u8 = 0x24;
+    pub const RETAIN_AVAILABLE: u8 = 0x25;
+    pub const USER_PROPERTY: u8 = 0x26;
+    pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
+    pub const WILDCARD_SUBSCRIPTION_AVAILABLE: u8 = 0x28;
+    pub const SUBSCRIPTION_IDENTIFIER_AVAILABLE: u8 = 0x29;
+    pub const SHARED_SUBSCRIPTION_AVAILABLE: u8 = 0x2A;
+}
+
+/// Why bytes are not a valid packet.
+///
+/// Each variant maps to the MQTT 5 reason code the broker answers with ([`Self::reason`]);
+/// on a v3 connection every variant but [`DecodeError::UnsupportedProtocol`] just closes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes cannot be parsed as the packet: a bad length, a truncated or left-over
+    /// field, invalid flags, an invalid string, an unknown property (reason 0x81).
+    #[error("malformed packet: {0}")]
+    Malformed(&'static str),
+    /// The packet parses but holds data the protocol forbids: a duplicated property, a zero
+    /// where one is not allowed, a reason code the packet may not carry (reason 0x82).
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    /// The fixed header announces a packet of `size` bytes (fixed header included), more than
+    /// the receiver's maximum `max` (reason 0x95).
+    #[error("packet of {size} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// The whole packet's size, as its fixed header announces it.
+        size: u64,
+        /// The receiver's maximum packet size.
+        max: u32,
+    },
+    /// A CONNECT whose protocol name and level are not MQTT 3.1, 3.1.1 or 5.0 (CONNACK
+    /// reason 0x84, or v3 return code 1). Nothing after the level byte was checked.
+    #[error("unsupported protocol level {level}{}", protocol_name_note(.name_ok))]
+    UnsupportedProtocol {
+        /// The protocol level byte, which picks the CONNACK format to answer in.
+        level: u8,
+        /// Whether the protocol name was `MQTT` or `MQIsdp`. When it is not, the client
+        /// speaks something else and the connection may simply be closed [MQTT-3.1.2-1].
+        name_ok: bool,
+    },
+}
+
+/// The end of [`DecodeError::UnsupportedProtocol`]'s message.
+fn protocol_name_note(name_ok: &bool) -> &'static str {
+    if *name_ok {
+        ""
+    } else {
+        " under an unknown protocol name"
+    }
+}
+
+impl DecodeError {
+    /// The MQTT 5 reason code for this error (from [`super::packet::reason`]), to send in a
+    /// CONNACK or DISCONNECT.
+    pub fn reason(&self) -> u8 {
+        use super::packet::reason;
+        match self {
+            DecodeError::Malformed(_) => reason::MALFORMED_PACKET,
+            DecodeError::Protocol(_) => reason::PROTOCOL_ERROR,
+            DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
+            DecodeError::UnsupportedProtocol { .. } => reason::UNSUPPORTED_PROTOCOL_VERSION,
+        }
+    }
+}
+
+/// Why a packet cannot be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// A field does not fit its length: a remaining length over 268,435,455 bytes, a string
+    /// or binary field over 65,535 bytes, or a subscription identifier over 268,435,455.
+    #[error("packet too large to encode: a remaining length over 268,435,455 bytes, a string or binary field over 65,535 bytes, or a subscription identifier over 268,435,455")]
+    TooLarge,
+}
+
+type DecodeResult<T> = Result<T, DecodeError>;
+type EncodeResult<T> = Result<T, EncodeError>;
+
+/// A field runs past the end of the packet (or of its property block).
+const TRUNCATED: DecodeError = DecodeError::Malformed("a field runs past the end of the packet");
+
+// ---------------------------------------------------------------------------------------
+// Framing
+// ---------------------------------------------------------------------------------------
+
+/// Finds the length of the packet at the start of `buf`, from its fixed header.
+///
+/// Returns `Ok(None)` while `buf` holds less than the whole fixed header or the whole
+/// packet, and `Ok(Some(total_len))` (fixed header and remaining length) once one whole
+/// packet is at the start of `buf`; bytes after it are left alone.
+///
+/// Errors, all decided from the first five bytes at most, so before the body is buffered:
+/// [`DecodeError::TooLarge`] as soon as the fixed header announces more than
+/// `max_packet_size` bytes; [`DecodeError::Malformed`] for packet type 0 (reserved), a
+/// remaining length whose fourth byte still has the continuation bit, or one not in its
+/// shortest form [MQTT-1.5.5-1].
+pub fn frame_len(buf: &[u8], max_packet_size: u32) -> Result<Option<usize>, DecodeError> {
+    let Some((&first, rest)) = buf.split_first() else {
+        return Ok(None);
+    };
+    if first >> 4 == 0 {
+        return Err(DecodeError::Malformed("reserved packet type 0"));
+    }
+    let Some((remaining, vbi_len)) = read_vbi(rest)? else {
+        return Ok(None);
+    };
+    // At most 1 + 4 + 268,435,455: no overflow in u64.
+    let size = 1 + vbi_len as u64 + u64::from(remaining);
+    let too_large = DecodeError::TooLarge {
+        size,
+        max: max_packet_size,
+    };
+    if size > u64::from(max_packet_size) {
+        return Err(too_large);
+    }
+    let total = usize::try_from(size).map_err(|_| too_large)?;
+    Ok((buf.len() >= total).then_some(total))
+}
+
+/// Reads a Variable Byte Integer at the start of `buf`: its value and length, or `None`
+/// when `buf` ends inside it.
+fn read_vbi(buf: &[u8]) -> DecodeResult<Option<(u32, usize)>> {
+    let mut value = 0u32;
+    for (i, &byte) in buf.iter().take(MAX_VBI_LEN).enumerate() {
+        value |= u32::from(byte & VBI_VALUE) << (7 * i);
+        if byte & VBI_MORE == 0 {
+            // [MQTT-1.5.5-1]: the shortest form, so a last byte of 0 may only stand alone.
+            if i > 0 && byte == 0 {
+                return Err(DecodeError::Malformed(
+                    "variable byte integer not in its shortest form",
+                ));
+            }
+            return Ok(Some((value, i + 1)));
+        }
+    }
+    if buf.len() < MAX_VBI_LEN {
+        return Ok(None);
+    }
+    Err(DecodeError::Malformed(
+        "variable byte integer longer than four bytes",
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------
+
+/// A cursor over the bytes of a packet body or property block. Every read is checked
+/// against the end; none allocates.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Takes the rest of the bytes.
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+
+    fn take(&mut self, len: usize) -> DecodeResult<&'a [u8]> {
+        if len > self.buf.len() {
+            return Err(TRUNCATED);
+        }
+        let (head, tail) = self.buf.split_at(len);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> DecodeResult<[u8; N]> {
+        let (head, tail) = self.buf.split_first_chunk::<N>().ok_or(TRUNCATED)?;
+        self.buf = tail;
+        Ok(*head)
+    }
+
+    fn u8(&mut self) -> DecodeResult<u8> {
+        Ok(u8::from_be_bytes(self.array()?))
+    }
+
+    fn u16(&mut self) -> DecodeResult<u16> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> DecodeResult<u32> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn vbi(&mut self) -> DecodeResult<u32> {
+        let (value, len) = read_vbi(self.buf)?.ok_or(TRUNCATED)?;
+        self.buf = &self.buf[len..];
+        Ok(value)
+    }
+
+    /// Binary data: a two-byte length and that many bytes.
+    fn binary(&mut self) -> DecodeResult<&'a [u8]> {
+        let len = self.u16()?;
+        self.take(usize::from(len))
+    }
+
+    /// An MQTT UTF-8 string.
+    fn string(&mut self) -> DecodeResult<&'a str> {
+        mqtt_str(self.binary()?)
+    }
+
+    /// A non-zero packet identifier.
+    fn packet_id(&mut self) -> DecodeResult<u16> {
+        match self.u16()? {
+            // [MQTT-2.2.1-3]. A Protocol Error, not Malformed: the field parses, its value is
+            // what MQTT 5 forbids (section 1.2's definitions).
+            0 => Err(DecodeError::Protocol("packet identifier 0")),
+            packet_id => Ok(packet_id),
+        }
+    }
+}
+
+/// Checks `bytes` as an MQTT string: UTF-8 [MQTT-1.5.4-1] (which in Rust also excludes the
+/// surrogates U+D800..U+DFFF) without U+0000 [MQTT-1.5.4-2].
+fn mqtt_str(bytes: &[u8]) -> DecodeResult<&str> {
+    let s = std::str::from_utf8(bytes)
+        .map_err(|_| DecodeError::Malformed("string is not valid UTF-8"))?;
+    if bytes.contains(&0) {
+        return Err(DecodeError::Malformed("string contains U+0000"));
+    }
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------------------
+
+/// Decodes one whole packet: exactly the `total_len` bytes [`frame_len`] reported.
+///
+/// CONNECT is decoded by its own protocol name and level whatever `protocol` says; every
+/// other packet by `protocol`, the connection's level. The packet borrows from `packet`.
+///
+/// Errors: [`DecodeError::Malformed`] when the bytes do not parse (including a remaining
+/// length that does not match `packet.len()`, and bytes left over after the last field);
+/// [`DecodeError::Protocol`] when they parse to values the protocol forbids;
+/// [`DecodeError::UnsupportedProtocol`] for a CONNECT of another protocol or level. Never
+/// [`DecodeError::TooLarge`]: that is [`frame_len`]'s check. Nothing is allocated.
+///
+/// Beyond the fixed checks in the module documentation, the decoder also rejects: a PUBLISH
+/// with an empty topic and no topic alias, a client's PUBLISH with a Subscription Identifier
+/// [MQTT-3.3.4-6] (so a client cannot decode a server's PUBLISH that carries one), a
+/// reason code not listed for its packet, and Authentication Data without a method.
+pub fn decode(packet: &[u8], protocol: Protocol) -> Result<Packet<'_>, DecodeError> {
+    let (first, body) = fixed_header(packet)?;
+    let (kind, flags) = (first >> 4, first & 0x0F);
+    check_flags(kind, flags)?;
+    let mut r = Reader::new(body);
+    let decoded = decode_body(kind, flags, protocol, &mut r)?;
+    if !r.is_empty() {
+        return Err(DecodeError::Malformed(
+            "bytes left over after the last field",
+        ));
+    }
+    Ok(decoded)
+}
+
+/// Splits off the fixed header: the first byte and the body the remaining length announces,
+/// which must be all the rest.
+fn fixed_header(packet: &[u8]) -> DecodeResult<(u8, &[u8])> {
+    let (&first, rest) = packet.split_first().ok_or(TRUNCATED)?;
+    let (remaining, len) = read_vbi(rest)?.ok_or(TRUNCATED)?;
+    let body = &rest[len..];
+    if usize::try_from(remaining).ok() != Some(body.len()) {
+        return Err(DecodeError::Malformed(
+            "remaining length does not match the packet",
+        ));
+    }
+    Ok((first, body))
+}
+
+/// Checks the fixed header flags of every packet but PUBLISH: reserved values only
+/// ([MQTT-2.2.2-1] in 3.1.1, [MQTT-2.1.3-1] in 5.0; [MQTT-3.6.1-1], [MQTT-3.8.1-1],
+/// [MQTT-3.10.1-1] for the `0b0010` of PUBREL, SUBSCRIBE and UNSUBSCRIBE).
+fn check_flags(kind: u8, flags: u8) -> DecodeResult<()> {
+    let expected = match kind {
+        PUBLISH => return Ok(()),
+        PUBREL | SUBSCRIBE | UNSUBSCRIBE => FLAGS_0010,
+        _ => 0,
+    };
+    if flags != expected {
+        return Err(DecodeError::Malformed("reserved fixed header flags"));
+    }
+    Ok(())
+}
+
+/// Decodes the variable header and payload of a packet of type `kind`.
+fn decode_body<'a>(
+    kind: u8,
+    flags: u8,
+    protocol: Protocol,
+    r: &mut Reader<'a>,
+) -> DecodeResult<Packet<'a>> {
+    Ok(match kind {
+        CONNECT => Packet::Connect(decode_connect(r)?),
+        CONNACK => Packet::ConnAck(decode_connack(r, protocol)?),
+        PUBLISH => Packet::Publish(decode_publish(r, flags, protocol)?),
+        PUBACK => Packet::PubAck(decode_pub_response(r, PUBACK, protocol)?),
+        PUBREC => Packet::PubRec(decode_pub_response(r, PUBREC, protocol)?),
+        PUBREL => Packet::PubRel(decode_pub_response(r, PUBREL, protocol)?),
+        PUBCOMP => Packet::PubComp(decode_pub_response(r, PUBCOMP, protocol)?),
+        SUBSCRIBE => Packet::Subscribe(decode_subscribe(r, protocol)?),
+        SUBACK => Packet::SubAck(decode_suback(r, protocol)?),
+        UNSUBSCRIBE => Packet::Unsubscribe(decode_unsubscribe(r, protocol)?),
+        UNSUBACK => Packet::UnsubAck(decode_unsuback(r, protocol)?),
+        PINGREQ => Packet::PingReq,
+        PINGRESP => Packet::PingResp,
+        DISCONNECT => Packet::Disconnect(decode_disconnect(r, protocol)?),
+        AUTH if protocol.is_v5() => Packet::Auth(decode_auth(r)?),
+        // Type 15 is reserved before MQTT 5 (3.1.1 section 2.2.1).
+        AUTH => return Err(DecodeError::Malformed("AUTH before MQTT 5")),
+        _ => return Err(DecodeError::Malformed("reserved packet type 0")),
+    })
+}
+
+/// CONNECT, by its own protocol name and level.
+fn decode_connect<'a>(r: &mut Reader<'a>) -> DecodeResult<Connect<'a>> {
+    let protocol = decode_protocol(r)?;
+    let flags = r.u8()?;
+    check_connect_flags(flags, protocol)?;
+    let keep_alive = r.u16()?;
+    let properties = decode_v5_properties(r, protocol, CONNECT_PROPERTIES)?;
+    let client_id = r.string()?;
+    let will = match flags & CONNECT_WILL {
+        0 => None,
+        _ => Some(decode_will(r, flags, protocol)?),
+    };
+    let username = match flags & CONNECT_USERNAME {
+        0 => None,
+        _ => Some(r.string()?),
+    };
+    let password = match flags & CONNECT_PASSWORD {
+        0 => None,
+        _ => Some(r.binary()?),
+    };
+    Ok(Connect {
+        protocol,
+        clean_start: flags & CONNECT_CLEAN_START != 0,
+        keep_alive,
+        properties,
+        client_id,
+        will,
+        username,
+        password,
+    })
+}
+
+/// The protocol name and level of a CONNECT. A name and level that are not one of ours is
+/// `UnsupportedProtocol` ([MQTT-3.1.2-1], [MQTT-3.1.2-2]) when the name is a valid string,
+/// so that the session can answer; a name that is not a string is Malformed.
+fn decode_protocol(r: &mut Reader<'_>) -> DecodeResult<Protocol> {
+    let name = r.binary()?;
+    let level = r.u8()?;
+    match (name, level) {
+        (NAME_MQTT, 4) => Ok(Protocol::V311),
+        (NAME_MQTT, 5) => Ok(Protocol::V5),
+        (NAME_MQISDP, 3) => Ok(Protocol::V31),
+        _ => {
+            mqtt_str(name)?;
+            Err(DecodeError::UnsupportedProtocol {
+                level,
+                name_ok: name == NAME_MQTT || name == NAME_MQISDP,
+            })
+        }
+    }
+}
+
+/// Checks the CONNECT flags byte.
+fn check_connect_flags(flags: u8, protocol: Protocol) -> DecodeResult<()> {
+    // [MQTT-3.1.2-3]
+    if flags & CONNECT_RESERVED != 0 {
+        return Err(DecodeError::Malformed("reserved CONNECT flag set"));
+    }
+    let will_qos = (flags >> CONNECT_WILL_QOS_SHIFT) & OPTIONS_QOS;
+    let will_bits = will_qos != 0 || flags & CONNECT_WILL_RETAIN != 0;
+    // [MQTT-3.1.2-11], [MQTT-3.1.2-13], [MQTT-3.1.2-15]
+    if flags & CONNECT_WILL == 0 && will_bits {
+        return Err(DecodeError::Malformed("will QoS or retain without a will"));
+    }
+    // [MQTT-3.1.2-14]
+    if QoS::from_u8(will_qos).is_none() {
+        return Err(DecodeError::Malformed("will QoS 3"));
+    }
+    // [MQTT-3.1.2-22] (3.1 says the same); MQTT 5 allows a password alone.
+    let password_alone = flags & CONNECT_PASSWORD != 0 && flags & CONNECT_USERNAME == 0;
+    if password_alone && !protocol.is_v5() {
+        return Err(DecodeError::Malformed("password without a user name"));
+    }
+    Ok(())
+}
+
+/// The will of a CONNECT whose flags (already checked) have the will flag.
+fn decode_will<'a>(r: &mut Reader<'a>, flags: u8, protocol: Protocol) -> DecodeResult<Will<'a>> {
+    let properties = decode_v5_properties(r, protocol, WILL_PROPERTIES)?;
+    let topic = r.string()?;
+    let payload = r.binary()?;
+    let qos = QoS::from_u8((flags >> CONNECT_WILL_QOS_SHIFT) & OPTIONS_QOS)
+        .ok_or(DecodeError::Malformed("will QoS 3"))?;
+    Ok(Will {
+        topic,
+        payload,
+        qos,
+        retain: flags & CONNECT_WILL_RETAIN != 0,
+        properties,
+    })
+}
+
+/// CONNACK.
+fn decode_connack<'a>(r: &mut Reader<'a>, protocol: Protocol) -> DecodeResult<ConnAck<'a>> {
+    let flags = r.u8()?;
+    // Bits 7-1 are reserved ([MQTT-3.2.2-1] in MQTT 5).
+    if flags & !CONNACK_SESSION_PRESENT != 0 {
+        return Err(DecodeError::Malformed("reserved CONNACK flags set"));
+    }
+    let code = r.u8()?;
+    let code_ok = match protocol {
+        Protocol::V5 => reason_allowed(CONNACK, code),
+        Protocol::V31 | Protocol::V311 => code <= MAX_V3_CONNACK_CODE,
+    };
+    if !code_ok {
+        return Err(DecodeError::Protocol("CONNACK code not defined"));
+    }
+    Ok(ConnAck {
+        session_present: flags & CONNACK_SESSION_PRESENT != 0,
+        code,
+        properties: decode_v5_properties(r, protocol, CONNACK_PROPERTIES)?,
+    })
+}
+
+/// PUBLISH.
+fn decode_publish<'a>(
+    r: &mut Reader<'a>,
+    flags: u8,
+    protocol: Protocol,
+) -> DecodeResult<Publish<'a>> {
+    // [MQTT-3.3.1-4]
+    let qos = QoS::from_u8((flags >> PUBLISH_QOS_SHIFT) & OPTIONS_QOS)
+        .ok_or(DecodeError::Malformed("PUBLISH with QoS 3"))?;
+    let dup = flags & PUBLISH_DUP != 0;
+    // [MQTT-3.3.1-2]
+    if dup && qos == QoS::AtMostOnce {
+        return Err(DecodeError::Malformed("DUP set on a QoS 0 PUBLISH"));
+    }
+    let topic = r.string()?;
+    let packet_id = match qos {
+        QoS::AtMostOnce => 0,
+        QoS::AtLeastOnce | QoS::ExactlyOnce => r.packet_id()?,
+    };
+    let properties = decode_v5_properties(r, protocol, PUBLISH_PROPERTIES)?;
+    check_publish_properties(topic, &properties)?;
+    Ok(Publish {
+        dup,
+        qos,
+        retain: flags & PUBLISH_RETAIN != 0,
+        topic,
+        packet_id,
+        properties,
+        subscription_ids: &[],
+        payload: r.rest(),
+    })
+}
+
+/// The PUBLISH rules that involve its properties.
+fn check_publish_properties(topic: &str, properties: &Properties<'_>) -> DecodeResult<()> {
+    // [MQTT-3.3.4-6]: this decoder reads what clients send.
+    if properties.subscription_identifier.is_some() {
+        return Err(DecodeError::Protocol(
+            "subscription identifier in a client's PUBLISH",
+        ));
+    }
+    // MQTT 5 section 3.3.2.1; before MQTT 5 there is no alias and [MQTT-4.7.3-1] applies.
+    if topic.is_empty() && properties.topic_alias.is_none() {
+        return Err(DecodeError::Protocol(
+            "empty topic name without a topic alias",
+        ));
+    }
+    Ok(())
+}
+
+/// PUBACK, PUBREC, PUBREL or PUBCOMP (`kind`).
+fn decode_pub_response<'a>(
+    r: &mut Reader<'a>,
+    kind: u8,
+    protocol: Protocol,
+) -> DecodeResult<PubResponse<'a>> {
+    let packet_id = r.packet_id()?;
+    let (reason, properties) = decode_short_v5_tail(r, kind, protocol)?;
+    Ok(PubResponse {
+        packet_id,
+        reason,
+        properties,
+    })
+}
+
+/// The reason code and properties that PUBACK, PUBREC, PUBREL, PUBCOMP and DISCONNECT may
+/// omit: absent, the reason is success (0) and there are no properties (MQTT 5 sections
+/// 3.4.2.1, 3.4.2.2.1, 3.14.2.1, 3.14.2.2.1). Before MQTT 5 neither exists.
+fn decode_short_v5_tail<'a>(
+    r: &mut Reader<'a>,
+    kind: u8,
+    protocol: Protocol,
+) -> DecodeResult<(u8, Properties<'a>)> {
+    if !protocol.is_v5() || r.is_empty() {
+        return Ok((0, Properties::default()));
+    }
+    let reason = decode_reason(r, kind)?;
+    if r.is_empty() {
+        return Ok((reason, Properties::default()));
+    }
+    Ok((reason, decode_properties(r, allowed_for(kind))?))
+}
+
+/// A reason code that `kind` may carry (the tables of MQTT 5 section 3).
+fn decode_reason(r: &mut Reader<'_>, kind: u8) -> DecodeResult<u8> {
+    let code = r.u8()?;
+    if !reason_allowed(kind, code) {
+        return Err(DecodeError::Protocol(
+            "reason code not defined for the packet",
+        ));
+    }
+    Ok(code)
+}
+
+/// SUBSCRIBE.
+fn decode_subscribe<'a>(r: &mut Reader<'a>, protocol: Protocol) -> DecodeResult<Subscribe<'a>> {
+    let packet_id = r.packet_id()?;
+    let properties = decode_v5_properties(r, protocol, SUBSCRIBE_PROPERTIES)?;
+    let payload = r.rest();
+    let mut entries = Reader::new(payload);
+    // [MQTT-3.8.3-3]
+    if entries.is_empty() {
+        return Err(DecodeError::Protocol("SUBSCRIBE without a topic filter"));
+    }
+    while !entries.is_empty() {
+        entries.string()?;
+        let options = entries.u8()?;
+        // [MQTT-3-8.3-4] (sic, 3.1.1): before MQTT 5 only the QoS bits exist.
+        if !protocol.is_v5() && options & OPTIONS_V3_RESERVED != 0 {
+            return Err(DecodeError::Malformed(
+                "reserved subscription option bits set",
+            ));
+        }
+        decode_options(options)?;
+    }
+    Ok(Subscribe {
+        packet_id,
+        properties,
+        filters: SubscribeFilters { payload },
+    })
+}
+
+/// A subscription options byte, by the MQTT 5 layout (a valid v3 byte reads the same).
+fn decode_options(byte: u8) -> DecodeResult<SubscriptionOptions> {
+    // [MQTT-3.8.3-5]
+    if byte & OPTIONS_V5_RESERVED != 0 {
+        return Err(DecodeError::Malformed(
+            "reserved subscription option bits set",
+        ));
+    }
+    let qos = QoS::from_u8(byte & OPTIONS_QOS)
+        .ok_or(DecodeError::Malformed("subscription with QoS 3"))?;
+    let retain_handling = byte >> OPTIONS_RETAIN_HANDLING_SHIFT;
+    // MQTT 5 section 3.8.3.1: Retain Handling 3 is a protocol error.
+    if retain_handling == 3 {
+        return Err(DecodeError::Protocol("retain handling 3"));
+    }
+    Ok(SubscriptionOptions {
+        qos,
+        no_local: byte & OPTIONS_NO_LOCAL != 0,
+        retain_as_published: byte & OPTIONS_RETAIN_AS_PUBLISHED != 0,
+        retain_handling,
+    })
+}
+
+/// SUBACK.
+fn decode_suback<'a>(r: &mut Reader<'a>, protocol: Protocol) -> DecodeResult<SubAck<'a>> {
+    let packet_id = r.packet_id()?;
+    let properties = decode_v5_properties(r, protocol, SUBACK_PROPERTIES)?;
+    let reasons = r.rest();
+    let valid = |&code: &u8| match protocol {
+        Protocol::V5 => reason_allowed(SUBACK, code),
+        // 3.1.1 section 3.9.3: granted QoS 0, 1, 2 or failure 0x80.
+        Protocol::V31 | Protocol::V311 => matches!(code, 0x00..=0x02 | 0x80),
+    };
+    check_reasons(reasons, valid)?;
+    Ok(SubAck {
+        packet_id,
+        properties,
+        reasons,
+    })
+}
+
+/// One reason code per filter, at least one (a SUBSCRIBE or UNSUBSCRIBE has at least one
+/// filter), each `valid`.
+fn check_reasons(reasons: &[u8], valid: impl Fn(&u8) -> bool) -> DecodeResult<()> {
+    if reasons.is_empty() {
+        return Err(DecodeError::Protocol(
+            "acknowledgement without reason codes",
+        ));
+    }
+    if !reasons.iter().all(valid) {
+        return Err(DecodeError::Protocol(
+            "reason code not defined for the packet",
+        ));
+    }
+    Ok(())
+}
+
+/// UNSUBSCRIBE.
+fn decode_unsubscribe<'a>(r: &mut Reader<'a>, protocol: Protocol) -> DecodeResult<Unsubscribe<'a>> {
+    let packet_id = r.packet_id()?;
+    let properties = decode_v5_properties(r, protocol, UNSUBSCRIBE_PROPERTIES)?;
+    let payload = r.rest();
+    let mut filters = Reader::new(payload);
+    // [MQTT-3.10.3-2]
+    if filters.is_empty() {
+        return Err(DecodeError::Protocol("UNSUBSCRIBE without a topic filter"));
+    }
+    while !filters.is_empty() {
+        filters.string()?;
+    }
+    Ok(Unsubscribe {
+        packet_id,
+        properties,
+        filters: UnsubscribeFilters { payload },
+    })
+}
+
+/// UNSUBACK: before MQTT 5 only a packet identifier.
+fn decode_unsuback<'a>(r: &mut Reader<'a>, protocol: Protocol) -> DecodeResult<UnsubAck<'a>> {
+    let packet_id = r.packet_id()?;
+    if !protocol.is_v5() {
+        return Ok(UnsubAck {
+            packet_id,
+            properties: Properties::default(),
+            reasons: &[],
+        });
+    }
+    let properties = decode_properties(r, UNSUBACK_PROPERTIES)?;
+    let reasons = r.rest();
+    check_reasons(reasons, |&code| reason_allowed(UNSUBACK, code))?;
+    Ok(UnsubAck {
+        packet_id,
+        properties,
+        reasons,
+    })
+}
+
+/// DISCONNECT: before MQTT 5 empty.
+fn decode_disconnect<'a>(r: &mut Reader<'a>, protocol: Protocol) -> DecodeResult<Disconnect<'a>> {
+    let (reason, properties) = decode_short_v5_tail(r, DISCONNECT, protocol)?;
+    Ok(Disconnect { reason, properties })
+}
+
+/// AUTH (MQTT 5 only): empty (success, no properties) or a reason code and properties.
+fn decode_auth<'a>(r: &mut Reader<'a>) -> DecodeResult<Auth<'a>> {
+    if r.is_empty() {
+        return Ok(Auth::default());
+    }
+    Ok(Auth {
+        reason: decode_reason(r, AUTH)?,
+        properties: decode_properties(r, AUTH_PROPERTIES)?,
+    })
+}
+
+/// Whether MQTT 5 lets packet type `kind` carry reason code `code` (the reason code tables
+/// of sections 3.2.2.2, 3.4.2.1, 3.5.2.1, 3.6.2.1, 3.7.2.1, 3.9.3, 3.11.3, 3.14.2.1 and
+/// 3.15.2.1; the values are those of section 2.4).
+fn reason_allowed(kind: u8, code: u8) -> bool {
+    match kind {
+        CONNACK => matches!(
+            code,
+            0x00 | 0x80..=0x8A | 0x8C | 0x90 | 0x95 | 0x97 | 0x99..=0x9D | 0x9F
+        ),
+        PUBACK | PUBREC => matches!(
+            code,
+            0x00 | 0x10 | 0x80 | 0x83 | 0x87 | 0x90 | 0x91 | 0x97 | 0x99
+        ),
+        PUBREL | PUBCOMP => matches!(code, 0x00 | 0x92),
+        SUBACK => matches!(
+            code,
+            0x00..=0x02 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91 | 0x97 | 0x9E | 0xA1 | 0xA2
+        ),
+        UNSUBACK => matches!(code, 0x00 | 0x11 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91),
+        DISCONNECT => matches!(
+            code,
+            0x00 | 0x04 | 0x80..=0x83 | 0x87 | 0x89 | 0x8B | 0x8D..=0x90 | 0x93..=0xA2
+        ),
+        AUTH => matches!(code, 0x00 | 0x18 | 0x19),
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------
+
+/// A set of property identifiers (bit `id` set), the ones a packet may carry.
+#[derive(Clone, Copy)]
+struct Allowed(u64);
+
+impl Allowed {
+    const fn of(ids: &[u8]) -> Self {
+        let mut bits = 0u64;
+        let mut i = 0;
+        while i < ids.len() {
+            bits |= 1 << ids[i];
+            i += 1;
+        }
+        Allowed(bits)
+    }
+
+    fn contains(self, id: u8) -> bool {
+        id < 64 && self.0 & (1 << id) != 0
+    }
+}
+
+// Which properties each packet may carry: the table of MQTT 5 section 2.2.2.2.
+const CONNECT_PROPERTIES: Allowed = Allowed::of(&[
+    id::SESSION_EXPIRY_INTERVAL,
+    id::AUTHENTICATION_METHOD,
+    id::AUTHENTICATION_DATA,
+    id::REQUEST_PROBLEM_INFORMATION,
+    id::REQUEST_RESPONSE_INFORMATION,
+    id::RECEIVE_MAXIMUM,
+    id::TOPIC_ALIAS_MAXIMUM,
+    id::USER_PROPERTY,
+    id::MAXIMUM_PACKET_SIZE,
+]);
+const WILL_PROPERTIES: Allowed = Allowed::of(&[
+    id::PAYLOAD_FORMAT_INDICATOR,
+    id::MESSAGE_EXPIRY_INTERVAL,
+    id::CONTENT_TYPE,
+    id::RESPONSE_TOPIC,
+    id::CORRELATION_DATA,
+    id::WILL_DELAY_INTERVAL,
+    id::USER_PROPERTY,
+]);
+const CONNACK_PROPERTIES: Allowed = Allowed::of(&[
+    id::SESSION_EXPIRY_INTERVAL,
+    id::ASSIGNED_CLIENT_IDENTIFIER,
+    id::SERVER_KEEP_ALIVE,
+    id::AUTHENTICATION_METHOD,
+    id::AUTHENTICATION_DATA,
+    id::RESPONSE_INFORMATION,
+    id::SERVER_REFERENCE,
+    id::REASON_STRING,
+    id::RECEIVE_MAXIMUM,
+    id::TOPIC_ALIAS_MAXIMUM,
+    id::MAXIMUM_QOS,
+    id::RETAIN_AVAILABLE,
+    id::USER_PROPERTY,
+    id::MAXIMUM_PACKET_SIZE,
+    id::WILDCARD_SUBSCRIPTION_AVAILABLE,
+    id::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+    id::SHARED_SUBSCRIPTION_AVAILABLE,
+]);
+const PUBLISH_PROPERTIES: Allowed = Allowed::of(&[
+    id::PAYLOAD_FORMAT_INDICATOR,
+    id::MESSAGE_EXPIRY_INTERVAL,
+    id::CONTENT_TYPE,
+    id::RESPONSE_TOPIC,
+    id::CORRELATION_DATA,
+    id::SUBSCRIPTION_IDENTIFIER,
+    id::TOPIC_ALIAS,
+    id::USER_PROPERTY,
+]);
+/// PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK.
+const ACK_PROPERTIES: Allowed = Allowed::of(&[id::REASON_STRING, id::USER_PROPERTY]);
+const SUBACK_PROPERTIES: Allowed = ACK_PROPERTIES;
+const UNSUBACK_PROPERTIES: Allowed = ACK_PROPERTIES;
+const SUBSCRIBE_PROPERTIES: Allowed =
+    Allowed::of(&[id::SUBSCRIPTION_IDENTIFIER, id::USER_PROPERTY]);
+const UNSUBSCRIBE_PROPERTIES: Allowed = Allowed::of(&[id::USER_PROPERTY]);
+const DISCONNECT_PROPERTIES: Allowed = Allowed::of(&[
+    id::SESSION_EXPIRY_INTERVAL,
+    id::SERVER_REFERENCE,
+    id::REASON_STRING,
+    id::USER_PROPERTY,
+]);
+const AUTH_PROPERTIES: Allowed = Allowed::of(&[
+    id::AUTHENTICATION_METHOD,
+    id::AUTHENTICATION_DATA,
+    id::REASON_STRING,
+    id::USER_PROPERTY,
+]);
+
+/// The properties a packet with an optional reason code may carry.
+fn allowed_for(kind: u8) -> Allowed {
+    match kind {
+        DISCONNECT => DISCONNECT_PROPERTIES,
+        _ => ACK_PROPERTIES,
+    }
+}
+
+/// One property value, by the type its identifier fixes.
+enum Value<'a> {
+    Byte(u8),
+    Two(u16),
+    Four(u32),
+    Vbi(u32),
+    Str(&'a str),
+    Binary(&'a [u8]),
+    Pair(&'a str, &'a str),
+}
+
+/// Reads one property: its identifier and its value. An unknown identifier is Malformed
+/// (MQTT 5 section 2.2.2.2).
+fn read_property<'a>(r: &mut Reader<'a>) -> DecodeResult<(u8, Value<'a>)> {
+    use id::*;
+    // Identifiers are Variable Byte Integers, but every defined one is below 0x80: a first
+    // byte with the continuation bit is an unknown identifier too.
+    let id = r.u8()?;
+    let value = match id {
+        PAYLOAD_FORMAT_INDICATOR
+        | REQUEST_PROBLEM_INFORMATION
+        | REQUEST_RESPONSE_INFORMATION
+        | MAXIMUM_QOS
+        | RETAIN_AVAILABLE
+        | WILDCARD_SUBSCRIPTION_AVAILABLE
+        | SUBSCRIPTION_IDENTIFIER_AVAILABLE
+        | SHARED_SUBSCRIPTION_AVAILABLE => Value::Byte(r.u8()?),
+        SERVER_KEEP_ALIVE | RECEIVE_MAXIMUM | TOPIC_ALIAS_MAXIMUM | TOPIC_ALIAS => {
+            Value::Two(r.u16()?)
+        }
+        MESSAGE_EXPIRY_INTERVAL
+        | SESSION_EXPIRY_INTERVAL
+        | WILL_DELAY_INTERVAL
+        | MAXIMUM_PACKET_SIZE => Value::Four(r.u32()?),
+        SUBSCRIPTION_IDENTIFIER => Value::Vbi(r.vbi()?),
+        CONTENT_TYPE
+        | RESPONSE_TOPIC
+        | ASSIGNED_CLIENT_IDENTIFIER
+        | AUTHENTICATION_METHOD
+        | RESPONSE_INFORMATION
+        | SERVER_REFERENCE
+        | REASON_STRING => Value::Str(r.string()?),
+        CORRELATION_DATA | AUTHENTICATION_DATA => Value::Binary(r.binary()?),
+        USER_PROPERTY => Value::Pair(r.string()?, r.string()?),
+        _ => return Err(UNKNOWN_PROPERTY),
+    };
+    Ok((id, value))
+}
+
+/// An identifier that is not a property, or one read as the wrong type.
+const UNKNOWN_PROPERTY: DecodeError = DecodeError::Malformed("unknown property identifier");
+
+/// A property block when `protocol` is MQTT 5; no properties otherwise.
+fn decode_v5_properties<'a>(
+    r: &mut Reader<'a>,
+    protocol: Protocol,
+    allowed: Allowed,
+) -> DecodeResult<Properties<'a>> {
+    match protocol {
+        Protocol::V5 => decode_properties(r, allowed),
+        Protocol::V31 | Protocol::V311 => Ok(Properties::default()),
+    }
+}
+
+/// A property block: its length, then properties of the `allowed` set, each at most once
+/// but User Property. `user_properties` views the whole block when it holds one, and is
+/// empty otherwise.
+fn decode_properties<'a>(r: &mut Reader<'a>, allowed: Allowed) -> DecodeResult<Properties<'a>> {
+    let len = r.vbi()?;
+    let block = r.take(usize::try_from(len).map_err(|_| TRUNCATED)?)?;
+    let mut properties = Properties::default();
+    let mut entries = Reader::new(block);
+    while !entries.is_empty() {
+        let (id, value) = read_property(&mut entries)?;
+        // MQTT 5 section 2.2.2.2: "an Identifier which is not valid for its packet type" is
+        // a Malformed Packet.
+        if !allowed.contains(id) {
+            return Err(DecodeError::Malformed(
+                "property not allowed in this packet",
+            ));
+        }
+        if id == id::USER_PROPERTY {
+            properties.user_properties = UserProperties { block };
+        }
+        set_property(&mut properties, id, value)?;
+    }
+    // MQTT 5 sections 3.1.2.11.10, 3.2.2.3.18, 3.15.2.2.4.
+    if properties.authentication_data.is_some() && properties.authentication_method.is_none() {
+        return Err(DecodeError::Protocol(
+            "authentication data without a method",
+        ));
+    }
+    Ok(properties)
+}
+
+/// Stores one property, checking that it is not a repeat and that its value is allowed.
+fn set_property<'a>(p: &mut Properties<'a>, id: u8, value: Value<'a>) -> DecodeResult<()> {
+    match value {
+        Value::Byte(v) => set_byte(p, id, v),
+        Value::Two(v) => set_two(p, id, v),
+        Value::Four(v) => set_four(p, id, v),
+        // MQTT 5 section 3.8.2.1.2: 0 is a protocol error; the VBI caps it at 268,435,455.
+        Value::Vbi(0) => Err(DecodeError::Protocol("subscription identifier 0")),
+        Value::Vbi(v) => once(&mut p.subscription_identifier, v),
+        Value::Str(v) => set_str(p, id, v),
+        Value::Binary(v) => set_binary(p, id, v),
+        // User properties may repeat; `decode_properties` records the block.
+        Value::Pair(..) => Ok(()),
+    }
+}
+
+/// Stores a property that may appear only once (MQTT 5 section 2.2.2.2 and each packet's
+/// property list: "It is a Protocol Error to include ... more than once").
+fn once<T>(slot: &mut Option<T>, value: T) -> DecodeResult<()> {
+    match slot.replace(value) {
+        None => Ok(()),
+        Some(_) => Err(DecodeError::Protocol("property appears twice")),
+    }
+}
+
+/// Byte properties: every one is 0 or 1, anything else a protocol error.
+fn set_byte(p: &mut Properties<'_>, id: u8, v: u8) -> DecodeResult<()> {
+    if v > 1 {
+        return Err(DecodeError::Protocol("byte property other than 0 or 1"));
+    }
+    let slot = match id {
+        id::PAYLOAD_FORMAT_INDICATOR => &mut p.payload_format_indicator,
+        id::REQUEST_PROBLEM_INFORMATION => &mut p.request_problem_information,
+        id::REQUEST_RESPONSE_INFORMATION => &mut p.request_response_information,
+        id::MAXIMUM_QOS => &mut p.maximum_qos,
+        id::RETAIN_AVAILABLE => &mut p.retain_available,
+        id::WILDCARD_SUBSCRIPTION_AVAILABLE => &mut p.wildcard_subscription_available,
+        id::SUBSCRIPTION_IDENTIFIER_AVAILABLE => &mut p.subscription_identifier_available,
+        id::SHARED_SUBSCRIPTION_AVAILABLE => &mut p.shared_subscription_available,
+        _ => return Err(UNKNOWN_PROPERTY),
+    };
+    once(slot, v)
+}
+
+/// Two Byte Integer properties; Receive Maximum and Topic Alias may not be 0.
+fn set_two(p: &mut Properties<'_>, id: u8, v: u16) -> DecodeResult<()> {
+    let slot = match id {
+        id::SERVER_KEEP_ALIVE => &mut p.server_keep_alive,
+        id::TOPIC_ALIAS_MAXIMUM => &mut p.topic_alias_maximum,
+        // MQTT 5 section 3.1.2.11.3 (and 3.2.2.3.3).
+        id::RECEIVE_MAXIMUM if v == 0 => return Err(DecodeError::Protocol("receive maximum 0")),
+        id::RECEIVE_MAXIMUM => &mut p.receive_maximum,
+        // MQTT 5 section 3.3.2.3.4.
+        id::TOPIC_ALIAS if v == 0 => return Err(DecodeError::Protocol("topic alias 0")),
+        id::TOPIC_ALIAS => &mut p.topic_alias,
+        _ => return Err(UNKNOWN_PROPERTY),
+    };
+    once(slot, v)
+}
+
+/// Four Byte Integer properties; Maximum Packet Size may not be 0.
+fn set_four(p: &mut Properties<'_>, id: u8, v: u32) -> DecodeResult<()> {
+    let slot = match id {
+        id::MESSAGE_EXPIRY_INTERVAL => &mut p.message_expiry_interval,
+        id::SESSION_EXPIRY_INTERVAL => &mut p.session_expiry_interval,
+        id::WILL_DELAY_INTERVAL => &mut p.will_delay_interval,
+        // MQTT 5 section 3.1.2.11.4 (and 3.2.2.3.6).
+        id::MAXIMUM_PACKET_SIZE if v == 0 => {
+            return Err(DecodeError::Protocol("maximum packet size 0"))
+        }
+        id::MAXIMUM_PACKET_SIZE => &mut p.maximum_packet_size,
+        _ => return Err(UNKNOWN_PROPERTY),
+    };
+    once(slot, v)
+}
+
+/// String properties.
+fn set_str<'a>(p: &mut Properties<'a>, id: u8, v: &'a str) -> DecodeResult<()> {
+    let slot = match id {
+        id::CONTENT_TYPE => &mut p.content_type,
+        id::RESPONSE_TOPIC => &mut p.response_topic,
+        id::ASSIGNED_CLIENT_IDENTIFIER => &mut p.assigned_client_identifier,
+        id::AUTHENTICATION_METHOD => &mut p.authentication_method,
+        id::RESPONSE_INFORMATION => &mut p.response_information,
+        id::SERVER_REFERENCE => &mut p.server_reference,
+        id::REASON_STRING => &mut p.reason_string,
+        _ => return Err(UNKNOWN_PROPERTY),
+    };
+    once(slot, v)
+}
+
+/// Binary Data properties.
+fn set_binary<'a>(p: &mut Properties<'a>, id: u8, v: &'a [u8]) -> DecodeResult<()> {
+    let slot = match id {
+        id::CORRELATION_DATA => &mut p.correlation_data,
+        id::AUTHENTICATION_DATA => &mut p.authentication_data,
+        _ => return Err(UNKNOWN_PROPERTY),
+    };
+    once(slot, v)
+}
+
+// ---------------------------------------------------------------------------------------
+// Views over validated bytes
+// ---------------------------------------------------------------------------------------
+
+/// Yields `next`'s items until the bytes end or one fails to decode; then it stops for
+/// good. Never panics, whatever the bytes.
+fn walk<'a, T: 'a>(
+    bytes: &'a [u8],
+    next: fn(&mut Reader<'a>) -> DecodeResult<T>,
+) -> impl Iterator<Item = T> + 'a {
+    let mut r = Reader::new(bytes);
+    std::iter::from_fn(move || {
+        if r.is_empty() {
+            return None;
+        }
+        let item = next(&mut r);
+        if item.is_err() {
+            r = Reader::new(&[]);
+        }
+        item.ok()
+    })
+}
+
+impl<'a> UserProperties<'a> {
+    /// The `(name, value)` pairs in wire order, skipping the block's other properties.
+    ///
+    /// On a block from the decoder or [`encode_user_properties`] this yields every user
+    /// property. On other bytes it stops at the first entry that does not decode.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        walk(self.block, read_property).filter_map(|(_, value)| match value {
+            Value::Pair(name, value) => Some((name, value)),
+            _ => None,
+        })
+    }
+
+    /// True when [`Self::iter`] yields nothing.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+/// One SUBSCRIBE entry: a topic filter and its options byte.
+fn read_subscribe_entry<'a>(r: &mut Reader<'a>) -> DecodeResult<(&'a str, SubscriptionOptions)> {
+    let filter = r.string()?;
+    Ok((filter, decode_options(r.u8()?)?))
+}
+
+impl<'a> SubscribeFilters<'a> {
+    /// The `(topic filter, options)` entries in wire order.
+    ///
+    /// On a payload from the decoder or [`encode_subscribe_filters`] this yields every
+    /// entry. On other bytes it stops at the first entry that does not decode.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, SubscriptionOptions)> + 'a {
+        walk(self.payload, read_subscribe_entry)
+    }
+
+    /// The number of entries [`Self::iter`] yields.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// True when [`Self::iter`] yields nothing (never for a decoded SUBSCRIBE).
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+impl<'a> UnsubscribeFilters<'a> {
+    /// The topic filters in wire order.
+    ///
+    /// On a payload from the decoder or [`encode_unsubscribe_filters`] this yields every
+    /// filter. On other bytes it stops at the first one that does not decode.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        walk(self.payload, Reader::string)
+    }
+
+    /// The number of filters [`Self::iter`] yields.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// True when [`Self::iter`] yields nothing (never for a decoded UNSUBSCRIBE).
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------------------
+
+/// Where encoded bytes go: a `Vec`, or a counter that only measures them, so that lengths
+/// and bytes come from the same code.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+
+    fn u8(&mut self, v: u8) {
+        self.put(&[v]);
+    }
+
+    fn u16(&mut self, v: u16) {
+        self.put(&v.to_be_bytes());
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.put(&v.to_be_bytes());
+    }
+
+    /// A Variable Byte Integer, in its shortest form.
+    fn vbi(&mut self, v: usize) -> EncodeResult<()> {
+        let mut v = u32::try_from(v)
+            .ok()
+            .filter(|&v| v <= MAX_REMAINING_LENGTH)
+            .ok_or(EncodeError::TooLarge)?;
+        loop {
+            // The mask keeps 7 bits: the cast loses nothing.
+            let byte = (v & u32::from(VBI_VALUE)) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.u8(byte);
+                return Ok(());
+            }
+            self.u8(byte | VBI_MORE);
+        }
+    }
+
+    fn binary(&mut self, bytes: &[u8]) -> EncodeResult<()> {
+        let len = u16::try_from(bytes.len()).map_err(|_| EncodeError::TooLarge)?;
+        self.u16(len);
+        self.put(bytes);
+        Ok(())
+    }
+
+    fn string(&mut self, s: &str) -> EncodeResult<()> {
+        self.binary(s.as_bytes())
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Counts the bytes put into it.
+#[derive(Default)]
+struct Counter(usize);
+
+impl Sink for Counter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 = self.0.saturating_add(bytes.len());
+    }
+}
+
+/// What `write` puts, counted.
+fn measure(write: impl FnOnce(&mut Counter) -> EncodeResult<()>) -> EncodeResult<usize> {
+    let mut counter = Counter::default();
+    write(&mut counter)?;
+    Ok(counter.0)
+}
+
+/// Appends the encoding of `packet` for `protocol` to `out`.
+///
+/// Before MQTT 5, properties, the reason codes of PUBACK, PUBREC, PUBREL, PUBCOMP and
+/// DISCONNECT, and the UNSUBACK payload are not written; a CONNACK `code` and SUBACK
+/// `reasons` are written as given (pass v3 return codes). Exceptions to "what is given is
+/// written": a CONNECT is written for its own `protocol` field whatever `protocol` says,
+/// AUTH always in its MQTT 5 form (do not send one to a v3 client), DUP only at QoS > 0
+/// [MQTT-3.3.1-2], the packet identifier of PUBLISH only at QoS > 0, and the subscription
+/// options of a v3 SUBSCRIBE as their QoS alone. Filters and user properties are
+/// re-encoded from their iterators.
+///
+/// On error `out` is left as it was.
+pub fn encode(
+    packet: &Packet<'_>,
+    protocol: Protocol,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let remaining = remaining_len(packet, protocol)?;
+    let start = out.len();
+    out.reserve(MAX_FIXED_HEADER_LEN + remaining);
+    out.u8(first_byte(packet));
+    let written = out
+        .vbi(remaining)
+        .and_then(|()| encode_body(packet, protocol, out));
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
+}
+
+/// The number of bytes [`encode`] would append for `packet` (for the client's MQTT 5
+/// Maximum Packet Size), computed without encoding. Fails exactly when `encode` would.
+pub fn encoded_len(packet: &Packet<'_>, protocol: Protocol) -> Result<usize, EncodeError> {
+    let remaining = remaining_len(packet, protocol)?;
+    let header = measure(|c| c.vbi(remaining))?;
+    Ok(1 + header + remaining)
+}
+
+/// Appends user-property entries (identifier 0x26 and a string pair each) to `out`: a block
+/// that `UserProperties { block }` views, or part of one. On error (a string over 65,535
+/// bytes) `out` is left as it was. Strings are written as given: one holding U+0000 makes
+/// the receiver reject the packet and [`UserProperties::iter`] stop there.
+pub fn encode_user_properties<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    append_all(out, pairs, |out, (name, value)| {
+        put_user_property(out, name, value)
+    })
+}
+
+/// Appends SUBSCRIBE entries (topic filter, MQTT 5 options byte) to `out`: a payload that
+/// `SubscribeFilters { payload }` views. On error (a filter over 65,535 bytes) `out` is left
+/// as it was.
+pub fn encode_subscribe_filters<'a>(
+    entries: impl IntoIterator<Item = (&'a str, SubscriptionOptions)>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    append_all(out, entries, |out, (filter, options)| {
+        put_subscribe_entry(out, filter, options, Protocol::V5)
+    })
+}
+
+/// Appends UNSUBSCRIBE topic filters to `out`: a payload that
+/// `UnsubscribeFilters { payload }` views. On error (a filter over 65,535 bytes) `out` is
+/// left as it was.
+pub fn encode_unsubscribe_filters<'a>(
+    filters: impl IntoIterator<Item = &'a str>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    append_all(out, filters, |out, filter| out.string(filter))
+}
+
+/// Puts every item into `out`, or nothing if one fails.
+fn append_all<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut put: impl FnMut(&mut Vec<u8>, T) -> EncodeResult<()>,
+) -> EncodeResult<()> {
+    let start = out.len();
+    let written = items.into_iter().try_for_each(|item| put(out, item));
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
+}
+
+/// The remaining length of `packet`, checked against the maximum.
+fn remaining_len(packet: &Packet<'_>, protocol: Protocol) -> EncodeResult<usize> {
+    let len = measure(|c| encode_body(packet, protocol, c))?;
+    if len > MAX_REMAINING_LENGTH as usize {
+        return Err(EncodeError::TooLarge);
+    }
+    Ok(len)
+}
+
+/// The fixed header's first byte: type and flags.
+fn first_byte(packet: &Packet<'_>) -> u8 {
+    let (kind, flags) = match packet {
+        Packet::Connect(_) => (CONNECT, 0),
+        Packet::ConnAck(_) => (CONNACK, 0),
+        Packet::Publish(p) => (PUBLISH, publish_flags(p)),
+        Packet::PubAck(_) => (PUBACK, 0),
+        Packet::PubRec(_) => (PUBREC, 0),
+        Packet::PubRel(_) => (PUBREL, FLAGS_0010),
+        Packet::PubComp(_) => (PUBCOMP, 0),
+        Packet::Subscribe(_) => (SUBSCRIBE, FLAGS_0010),
+        Packet::SubAck(_) => (SUBACK, 0),
+        Packet::Unsubscribe(_) => (UNSUBSCRIBE, FLAGS_0010),
+        Packet::UnsubAck(_) => (UNSUBACK, 0),
+        Packet::PingReq => (PINGREQ, 0),
+        Packet::PingResp => (PINGRESP, 0),
+        Packet::Disconnect(_) => (DISCONNECT, 0),
+        Packet::Auth(_) => (AUTH, 0),
+    };
+    (kind << 4) | flags
+}
+
+/// DUP (only at QoS > 0, [MQTT-3.3.1-2]), QoS and RETAIN.
+fn publish_flags(p: &Publish<'_>) -> u8 {
+    let dup = p.dup && p.qos != QoS::AtMostOnce;
+    let mut flags = (p.qos as u8) << PUBLISH_QOS_SHIFT;
+    if dup {
+        flags |= PUBLISH_DUP;
+    }
+    if p.retain {
+        flags |= PUBLISH_RETAIN;
+    }
+    flags
+}
+
+/// Everything after the fixed header.
+fn encode_body<S: Sink>(packet: &Packet<'_>, protocol: Protocol, s: &mut S) -> EncodeResult<()> {
+    match packet {
+        Packet::Connect(c) => encode_connect(c, s),
+        Packet::ConnAck(c) => encode_connack(c, protocol, s),
+        Packet::Publish(p) => encode_publish(p, protocol, s),
+        Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+            s.u16(p.packet_id);
+            encode_short_v5_tail(p.reason, &p.properties, protocol, s)
+        }
+        Packet::Subscribe(sub) => encode_subscribe(sub, protocol, s),
+        Packet::SubAck(a) => encode_ack(a.packet_id, &a.properties, a.reasons, protocol, s),
+        Packet::Unsubscribe(u) => encode_unsubscribe(u, protocol, s),
+        Packet::UnsubAck(a) if protocol.is_v5() => {
+            encode_ack(a.packet_id, &a.properties, a.reasons, protocol, s)
+        }
+        Packet::UnsubAck(a) => {
+            s.u16(a.packet_id);
+            Ok(())
+        }
+        Packet::PingReq | Packet::PingResp => Ok(()),
+        Packet::Disconnect(d) => encode_short_v5_tail(d.reason, &d.properties, protocol, s),
+        Packet::Auth(a) => encode_auth(a, s),
+    }
+}
+
+/// CONNECT, for its own protocol level.
+fn encode_connect<S: Sink>(c: &Connect<'_>, s: &mut S) -> EncodeResult<()> {
+    let name = match c.protocol {
+        Protocol::V31 => NAME_MQISDP,
+        Protocol::V311 | Protocol::V5 => NAME_MQTT,
+    };
+    s.binary(name)?;
+    s.u8(c.protocol.level());
+    s.u8(connect_flags(c));
+    s.u16(c.keep_alive);
+    encode_v5_properties(&c.properties, c.protocol, s)?;
+    s.string(c.client_id)?;
+    if let Some(will) = &c.will {
+        encode_v5_properties(&will.properties, c.protocol, s)?;
+        s.string(will.topic)?;
+        s.binary(will.payload)?;
+    }
+    if let Some(username) = c.username {
+        s.string(username)?;
+    }
+    if let Some(password) = c.password {
+        s.binary(password)?;
+    }
+    Ok(())
+}
+
+/// The CONNECT flags byte for what `c` holds.
+fn connect_flags(c: &Connect<'_>) -> u8 {
+    let mut flags = 0;
+    if c.clean_start {
+        flags |= CONNECT_CLEAN_START;
+    }
+    if let Some(will) = &c.will {
+        flags |= CONNECT_WILL | ((will.qos as u8) << CONNECT_WILL_QOS_SHIFT);
+        if will.retain {
+            flags |= CONNECT_WILL_RETAIN;
+        }
+    }
+    if c.username.is_some() {
+        flags |= CONNECT_USERNAME;
+    }
+    if c.password.is_some() {
+        flags |= CONNECT_PASSWORD;
+    }
+    flags
+}
+
+/// CONNACK: flags, the code as given, MQTT 5 properties.
+fn encode_connack<S: Sink>(c: &ConnAck<'_>, protocol: Protocol, s: &mut S) -> EncodeResult<()> {
+    s.u8(if c.session_present {
+        CONNACK_SESSION_PRESENT
+    } else {
+        0
+    });
+    s.u8(c.code);
+    encode_v5_properties(&c.properties, protocol, s)
+}
+
+/// PUBLISH: topic, packet identifier at QoS > 0, MQTT 5 properties with the subscription
+/// identifiers, payload.
+fn encode_publish<S: Sink>(p: &Publish<'_>, protocol: Protocol, s: &mut S) -> EncodeResult<()> {
+    s.string(p.topic)?;
+    if p.qos != QoS::AtMostOnce {
+        s.u16(p.packet_id);
+    }
+    if protocol.is_v5() {
+        encode_property_block(&p.properties, p.subscription_ids, s)?;
+    }
+    s.put(p.payload);
+    Ok(())
+}
+
+/// The reason code and properties of PUBACK, PUBREC, PUBREL, PUBCOMP and DISCONNECT (MQTT 5
+/// only), in the shortest form: nothing for success without properties, the reason code
+/// alone when there are no properties.
+fn encode_short_v5_tail<S: Sink>(
+    reason: u8,
+    properties: &Properties<'_>,
+    protocol: Protocol,
+    s: &mut S,
+) -> EncodeResult<()> {
+    if !protocol.is_v5() {
+        return Ok(());
+    }
+    let empty = measure(|c| encode_properties(properties, &[], c))? == 0;
+    if empty && reason == 0 {
+        return Ok(());
+    }
+    s.u8(reason);
+    if empty {
+        return Ok(());
+    }
+    encode_property_block(properties, &[], s)
+}
+
+/// SUBSCRIBE: the entries are re-encoded from [`SubscribeFilters::iter`].
+fn encode_subscribe<S: Sink>(
+    sub: &Subscribe<'_>,
+    protocol: Protocol,
+    s: &mut S,
+) -> EncodeResult<()> {
+    s.u16(sub.packet_id);
+    encode_v5_properties(&sub.properties, protocol, s)?;
+    for (filter, options) in sub.filters.iter() {
+        put_subscribe_entry(s, filter, options, protocol)?;
+    }
+    Ok(())
+}
+
+/// One SUBSCRIBE entry; before MQTT 5 the options byte is the QoS alone.
+fn put_subscribe_entry<S: Sink>(
+    s: &mut S,
+    filter: &str,
+    options: SubscriptionOptions,
+    protocol: Protocol,
+) -> EncodeResult<()> {
+    s.string(filter)?;
+    let mut byte = options.qos as u8;
+    if protocol.is_v5() {
+        if options.no_local {
+            byte |= OPTIONS_NO_LOCAL;
+        }
+        if options.retain_as_published {
+            byte |= OPTIONS_RETAIN_AS_PUBLISHED;
+        }
+        byte |= options.retain_handling << OPTIONS_RETAIN_HANDLING_SHIFT;
+    }
+    s.u8(byte);
+    Ok(())
+}
+
+/// SUBACK, or MQTT 5 UNSUBACK: packet identifier, properties, reason codes as given.
+fn encode_ack<S: Sink>(
+    packet_id: u16,
+    properties: &Properties<'_>,
+    reasons: &[u8],
+    protocol: Protocol,
+    s: &mut S,
+) -> EncodeResult<()> {
+    s.u16(packet_id);
+    encode_v5_properties(properties, protocol, s)?;
+    s.put(reasons);
+    Ok(())
+}
+
+/// UNSUBSCRIBE: the filters are re-encoded from [`UnsubscribeFilters::iter`].
+fn encode_unsubscribe<S: Sink>(
+    u: &Unsubscribe<'_>,
+    protocol: Protocol,
+    s: &mut S,
+) -> EncodeResult<()> {
+    s.u16(u.packet_id);
+    encode_v5_properties(&u.properties, protocol, s)?;
+    u.filters.iter().try_for_each(|filter| s.string(filter))
+}
+
+/// AUTH: nothing for success without properties, else reason code and properties.
+fn encode_auth<S: Sink>(a: &Auth<'_>, s: &mut S) -> EncodeResult<()> {
+    let empty = measure(|c| encode_properties(&a.properties, &[], c))? == 0;
+    if empty && a.reason == 0 {
+        return Ok(());
+    }
+    s.u8(a.reason);
+    encode_property_block(&a.properties, &[], s)
+}
+
+/// A property block (length and properties) when `protocol` is MQTT 5.
+fn encode_v5_properties<S: Sink>(
+    properties: &Properties<'_>,
+    protocol: Protocol,
+    s: &mut S,
+) -> EncodeResult<()> {
+    match protocol {
+        Protocol::V5 => encode_property_block(properties, &[], s),
+        Protocol::V31 | Protocol::V311 => Ok(()),
+    }
+}
+
+/// A property block: its length, then the properties.
+fn encode_property_block<S: Sink>(
+    properties: &Properties<'_>,
+    subscription_ids: &[u32],
+    s: &mut S,
+) -> EncodeResult<()> {
+    let len = measure(|c| encode_properties(properties, subscription_ids, c))?;
+    s.vbi(len)?;
+    encode_properties(properties, subscription_ids, s)
+}
+
+/// Every property that is set, in identifier order, then the user properties, then the
+/// subscription identifiers of a server's PUBLISH. Values are not checked.
+fn encode_properties<S: Sink>(
+    p: &Properties<'_>,
+    subscription_ids: &[u32],
+    s: &mut S,
+) -> EncodeResult<()> {
+    put_byte(s, id::PAYLOAD_FORMAT_INDICATOR, p.payload_format_indicator);
+    put_four(s, id::MESSAGE_EXPIRY_INTERVAL, p.message_expiry_interval);
+    put_str(s, id::CONTENT_TYPE, p.content_type)?;
+    put_str(s, id::RESPONSE_TOPIC, p.response_topic)?;
+    put_binary(s, id::CORRELATION_DATA, p.correlation_data)?;
+    put_vbi(s, p.subscription_identifier)?;
+    put_four(s, id::SESSION_EXPIRY_INTERVAL, p.session_expiry_interval);
+    put_str(
+        s,
+        id::ASSIGNED_CLIENT_IDENTIFIER,
+        p.assigned_client_identifier,
+    )?;
+    put_two(s, id::SERVER_KEEP_ALIVE, p.server_keep_alive);
+    put_str(s, id::AUTHENTICATION_METHOD, p.authentication_method)?;
+    put_binary(s, id::AUTHENTICATION_DATA, p.authentication_data)?;
+    put_byte(
+        s,
+        id::REQUEST_PROBLEM_INFORMATION,
+        p.request_problem_information,
+    );
+    put_four(s, id::WILL_DELAY_INTERVAL, p.will_delay_interval);
+    put_byte(
+        s,
+        id::REQUEST_RESPONSE_INFORMATION,
+        p.request_response_information,
+    );
+    put_str(s, id::RESPONSE_INFORMATION, p.response_information)?;
+    put_str(s, id::SERVER_REFERENCE, p.server_reference)?;
+    put_str(s, id::REASON_STRING, p.reason_string)?;
+    put_two(s, id::RECEIVE_MAXIMUM, p.receive_maximum);
+    put_two(s, id::TOPIC_ALIAS_MAXIMUM, p.topic_alias_maximum);
+    put_two(s, id::TOPIC_ALIAS, p.topic_alias);
+    put_byte(s, id::MAXIMUM_QOS, p.maximum_qos);
+    put_byte(s, id::RETAIN_AVAILABLE, p.retain_available);
+    put_four(s, id::MAXIMUM_PACKET_SIZE, p.maximum_packet_size);
+    put_byte(
+        s,
+        id::WILDCARD_SUBSCRIPTION_AVAILABLE,
+        p.wildcard_subscription_available,
+    );
+    put_byte(
+        s,
+        id::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+        p.subscription_identifier_available,
+    );
+    put_byte(
+        s,
+        id::SHARED_SUBSCRIPTION_AVAILABLE,
+        p.shared_subscription_available,
+    );
+    for (name, value) in p.user_properties.iter() {
+        put_user_property(s, name, value)?;
+    }
+    subscription_ids
+        .iter()
+        .try_for_each(|&v| put_vbi(s, Some(v)))
+}
+
+fn put_byte<S: Sink>(s: &mut S, id: u8, v: Option<u8>) {
+    if let Some(v) = v {
+        s.u8(id);
+        s.u8(v);
+    }
+}
+
+fn put_two<S: Sink>(s: &mut S, id: u8, v: Option<u16>) {
+    if let Some(v) = v {
+        s.u8(id);
+        s.u16(v);
+    }
+}
+
+fn put_four<S: Sink>(s: &mut S, id: u8, v: Option<u32>) {
+    if let Some(v) = v {
+        s.u8(id);
+        s.u32(v);
+    }
+}
+
+/// A Subscription Identifier, the only Variable Byte Integer property.
+fn put_vbi<S: Sink>(s: &mut S, v: Option<u32>) -> EncodeResult<()> {
+    let Some(v) = v else { return Ok(()) };
+    s.u8(id::SUBSCRIPTION_IDENTIFIER);
+    s.vbi(usize::try_from(v).map_err(|_| EncodeError::TooLarge)?)
+}
+
+fn put_str<S: Sink>(s: &mut S, id: u8, v: Option<&str>) -> EncodeResult<()> {
+    put_binary(s, id, v.map(str::as_bytes))
+}
+
+fn put_binary<S: Sink>(s: &mut S, id: u8, v: Option<&[u8]>) -> EncodeResult<()> {
+    let Some(v) = v else { return Ok(()) };
+    s.u8(id);
+    s.binary(v)
+}
+
+fn put_user_property<S: Sink>(s: &mut S, name: &str, value: &str) -> EncodeResult<()> {
+    s.u8(id::USER_PROPERTY);
+    s.string(name)?;
+    s.string(value)
+}

@@ -1,0 +1,325 @@
+//! One MQTT connection: a tokio task around [`Session`].
+//!
+//! The task reads packets into a buffer bounded by `max_packet_bytes` (a packet announcing
+//! more is refused from its fixed header, before its body is buffered), hands them to the
+//! session, performs the session's actions against the [`Broker`], and writes what the session
+//! queued. QoS 1/2 publishes wait for their commit in a FIFO (so PUBACKs go out in PUBLISH
+//! order, [MQTT-4.6.0-2]) while reading goes on; the session bounds how many may wait
+//! (Receive Maximum). Deliveries are pulled from the session's queue in the broker only while
+//! the client's window and the outgoing buffer have room, so a slow client holds its messages
+//! in its bounded queue, not in this task.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use tokio::net::TcpStream;
+
+use super::broker::{Attached, Broker, Published};
+use super::codec;
+use super::packet::{reason, Protocol, QoS};
+use super::session::{Action, Close, Session, SessionConfig};
+use crate::log::batch::{BatchBuilder, Compression};
+use crate::shutdown::Shutdown;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 << 10;
+/// Deliveries are not pulled while this many bytes wait to be written.
+const TRANSMIT_HIGH_WATER: usize = 64 << 10;
+/// A write that makes no progress for this long ends the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing connection waits for its publishes' commits.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnConfig {
+    /// Session limits.
+    pub session: SessionConfig,
+    /// Largest batch built for one message.
+    pub batch_max_bytes: usize,
+}
+
+/// A QoS 1/2 publish waiting for its commit.
+struct Waiting {
+    packet_id: u16,
+    qos: QoS,
+    published: Published,
+}
+
+struct Conn {
+    broker: Broker,
+    session: Session,
+    attached: Option<Attached>,
+    waiting: VecDeque<Waiting>,
+    builder: BatchBuilder,
+    /// Over the connection limit: CONNECT is answered "server busy".
+    refuse: bool,
+}
+
+/// Serves one connection until it closes. `over_limit` connections are refused at CONNECT.
+pub async fn serve(
+    stream: TcpStream,
+    broker: Broker,
+    config: ConnConfig,
+    shutdown: Shutdown,
+    over_limit: bool,
+) {
+    // Small packets must not wait for Nagle (FIELD-NOTES.md).
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let mut conn = Conn {
+        broker,
+        session: Session::new(config.session, Instant::now()),
+        attached: None,
+        waiting: VecDeque::new(),
+        builder: BatchBuilder::new(Compression::None, config.batch_max_bytes),
+        refuse: over_limit,
+    };
+    let (close, mut stream) = conn.run(stream, config, shutdown).await;
+    // Flush what the session said last (CONNACK refusal, DISCONNECT), bounded.
+    let out = std::mem::take(conn.session.transmit());
+    if !out.is_empty() {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await;
+    }
+    let _ = stream.shutdown().await;
+    tracing::debug!(?peer, reason = close.reason, "MQTT connection closed");
+    conn.finish(close).await;
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        mut stream: TcpStream,
+        config: ConnConfig,
+        shutdown: Shutdown,
+    ) -> (Close, TcpStream) {
+        let max_packet = config.session.max_packet_bytes;
+        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        let mut stop = shutdown.subscribe();
+        let close = 'conn: loop {
+            if let Err(close) = self.pull_deliveries() {
+                break close;
+            }
+            if let Err(close) = self.perform().await {
+                break close;
+            }
+            let out = std::mem::take(self.session.transmit());
+            if !out.is_empty() {
+                match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    _ => {
+                        break Close {
+                            reason: reason::UNSPECIFIED_ERROR,
+                            publish_will: true,
+                        }
+                    }
+                }
+                // Keep the allocation for the next round.
+                let t = self.session.transmit();
+                if t.is_empty() {
+                    *t = out;
+                    t.clear();
+                }
+            }
+            let deadline = self.session.poll_timeout();
+            let slot = self.attached.as_ref().map(|a| a.slot.clone());
+            let has_waiting = !self.waiting.is_empty();
+            let waiting = self.waiting.front_mut();
+            tokio::select! {
+                read = read_some(&mut stream, &mut buf, max_packet) => {
+                    match read {
+                        Ok(0) => break Close { reason: reason::UNSPECIFIED_ERROR, publish_will: true },
+                        Ok(_) => {}
+                        Err(_) => break Close { reason: reason::UNSPECIFIED_ERROR, publish_will: true },
+                    }
+                    let mut start = 0;
+                    loop {
+                        match codec::frame_len(&buf[start..], max_packet) {
+                            Ok(None) => break,
+                            Ok(Some(len)) => {
+                                let packet = &buf[start..start + len];
+                                let result = match codec::decode(packet, self.session.protocol()) {
+                                    Ok(p) => self.session.handle_packet(p, Instant::now()),
+                                    Err(e) => Err(self.session.handle_decode_error(e)),
+                                };
+                                start += len;
+                                if let Err(close) = result {
+                                    break 'conn close;
+                                }
+                                // Actions in packet order: CONNECT must attach before the next
+                                // packet is handled.
+                                if let Err(close) = self.perform().await {
+                                    break 'conn close;
+                                }
+                            }
+                            Err(e) => break 'conn self.session.handle_decode_error(e),
+                        }
+                    }
+                    buf.drain(..start);
+                }
+                done = async { waiting.expect("guarded").published.wait().await }, if has_waiting => {
+                    let w = self.waiting.pop_front().expect("guarded by the branch condition");
+                    let result = w.published.complete(done);
+                    match result {
+                        Ok(code) => self.session.published(w.packet_id, w.qos, code),
+                        // v3 has no negative PUBACK: close so the client re-sends elsewhere.
+                        Err(code) if !self.session.protocol().is_v5() => break self.session.close(code, true),
+                        Err(code) => self.session.published(w.packet_id, w.qos, code),
+                    }
+                }
+                _ = async { slot.expect("guarded").notify.notified().await }, if slot.is_some() => {
+                    if let Some(a) = &self.attached {
+                        if let Some(code) = a.slot.kicked(a.conn) {
+                            break self.session.close(code, true);
+                        }
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    if let Err(close) = self.session.handle_timeout(Instant::now()) {
+                        break close;
+                    }
+                }
+                _ = async { stop.wait_for(|&s| s).await.map(|_| ()) } => {
+                    // Shutdown: sessions are parked (and persisted); wills are not published.
+                    break self.session.close(reason::SERVER_SHUTTING_DOWN, false);
+                }
+            }
+        };
+        (close, stream)
+    }
+
+    /// Moves deliveries from the session's queue into the session while there is room.
+    fn pull_deliveries(&mut self) -> Result<(), Close> {
+        let Some(a) = &self.attached else {
+            return Ok(());
+        };
+        let now_ms = crate::log::now_ms();
+        while self.session.transmit().len() < TRANSMIT_HIGH_WATER {
+            let Some(d) = a.slot.pop(self.session.send_quota()) else {
+                break;
+            };
+            self.broker.count_sent(d.msg.payload.len());
+            self.session.deliver(d, now_ms);
+        }
+        Ok(())
+    }
+
+    /// Performs the session's pending actions.
+    async fn perform(&mut self) -> Result<(), Close> {
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::Connect(info) => {
+                    if self.refuse {
+                        return Err(self.session.refuse(reason::SERVER_BUSY));
+                    }
+                    match self.broker.connect(&info).await {
+                        Ok(mut attached) => {
+                            let state = std::mem::take(&mut attached.state);
+                            self.session.connected(
+                                attached.slot.id,
+                                attached.session_present,
+                                state,
+                                Instant::now(),
+                            );
+                            self.attached = Some(attached);
+                        }
+                        Err(code) => return Err(self.session.refuse(code)),
+                    }
+                }
+                Action::Publish { msg, packet_id } => {
+                    let qos = msg.qos;
+                    match self.broker.publish(msg, &mut self.builder).await {
+                        Ok(p) if qos == QoS::AtMostOnce => p.deliver_now(),
+                        Ok(published) => self.waiting.push_back(Waiting {
+                            packet_id,
+                            qos,
+                            published,
+                        }),
+                        Err(_) if qos == QoS::AtMostOnce => {}
+                        Err(code) if self.session.protocol() == Protocol::V5 => {
+                            self.session.published(packet_id, qos, code)
+                        }
+                        Err(code) => return Err(self.session.close(code, true)),
+                    }
+                }
+                Action::Subscribe { packet_id, entries } => {
+                    let Some(a) = &self.attached else { continue };
+                    let reasons = self.broker.subscribe(&a.slot, &entries).await;
+                    self.session.subscribed(packet_id, &reasons);
+                }
+                Action::Unsubscribe { packet_id, filters } => {
+                    let Some(a) = &self.attached else { continue };
+                    let reasons = self.broker.unsubscribe(&a.slot, &filters).await;
+                    self.session.unsubscribed(packet_id, &reasons);
+                }
+                Action::Done(d) | Action::Sent(d) | Action::Released(d) if d.seq.is_none() => {}
+                Action::Done(d) => self.row(&d, true).await,
+                Action::Sent(d) | Action::Released(d) => self.row(&d, false).await,
+            }
+        }
+        Ok(())
+    }
+
+    async fn row(&self, d: &super::session::Delivery, done: bool) {
+        if let Some(a) = &self.attached {
+            if let Some(op) = self.broker.delivery_ops(&a.slot, d, done) {
+                self.broker.queue_state(vec![op]).await;
+            }
+        }
+    }
+
+    /// After the socket closed: let waiting publishes commit (their QoS 2 ids then belong to
+    /// the parked session), then park or end the session.
+    async fn finish(mut self, close: Close) {
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while let Some(mut w) = self.waiting.pop_front() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let done = tokio::time::timeout(left, w.published.wait())
+                .await
+                .unwrap_or(false);
+            if let Ok(code) = w.published.complete(done) {
+                self.session.published(w.packet_id, w.qos, code);
+            }
+        }
+        // Row changes the last packets asked for.
+        let _ = self.perform().await;
+        let Some(attached) = self.attached.take() else {
+            return;
+        };
+        self.broker.count_dropped(self.session.counters().dropped);
+        let expiry = self.session.session_expiry();
+        let will = self.session.take_will();
+        let state = self.session.into_state();
+        self.broker
+            .disconnect(&attached, state, close, will, expiry)
+            .await;
+    }
+}
+
+/// Reads more bytes into `buf`, which never holds more than one maximal packet plus a chunk.
+/// Cancel-safe (`read_buf` keeps only what was read).
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max_packet: u32,
+) -> std::io::Result<usize> {
+    use bytes::BufMut;
+    let limit = max_packet as usize + READ_CHUNK;
+    let room = limit.saturating_sub(buf.len()).min(READ_CHUNK);
+    if room == 0 {
+        // Framing refuses anything over max_packet from its header, and every whole packet is
+        // handled right after a read: a full buffer cannot happen.
+        std::future::pending::<()>().await;
+    }
+    buf.reserve(room);
+    stream.read_buf(&mut buf.limit(room)).await
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
