@@ -24,6 +24,8 @@ pub struct Broker {
     child: Option<Child>,
     /// `host:port` of its binary-protocol listener.
     pub addr: String,
+    /// `host:port` of its MQTT listener (empty when MQTT is disabled).
+    pub mqtt_addr: String,
     /// Its data directory.
     pub data_dir: PathBuf,
     stderr: Option<std::thread::JoinHandle<String>>,
@@ -48,7 +50,12 @@ impl Broker {
         if !extra.contains("[wire]") {
             text.push_str("[wire]\nlisten = \"127.0.0.1:0\"\n");
         }
+        // Never the well-known port 1883: tests run in parallel and a system broker may hold it.
+        if !extra.contains("[mqtt]") {
+            text.push_str("[mqtt]\nlisten = \"127.0.0.1:0\"\n");
+        }
         std::fs::write(&config, text).unwrap();
+        let mqtt_enabled = !(extra.contains("[mqtt]") && extra.contains("enabled = false"));
         let mut child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(&config)
@@ -67,16 +74,24 @@ impl Broker {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
+            let mut wire = None;
             while let Some(Ok(line)) = lines.next() {
                 if let Some(addr) = line.strip_prefix("outpost: wire listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
+                    wire = Some(addr.trim().to_owned());
+                } else if let Some(addr) = line.strip_prefix("outpost: mqtt listening on ") {
+                    let _ = tx.send((wire.take().unwrap_or_default(), addr.trim().to_owned()));
+                }
+                // The serve banner ends with the wire line when MQTT is disabled.
+                if line.starts_with("outpost: wire listening on ") && !mqtt_enabled {
+                    let _ = tx.send((wire.take().unwrap_or_default(), String::new()));
                 }
             }
         });
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => Ok(Broker {
+            Ok((addr, mqtt_addr)) => Ok(Broker {
                 child: Some(child),
                 addr,
+                mqtt_addr,
                 data_dir: data_dir.to_owned(),
                 stderr: Some(stderr),
             }),
