@@ -24,6 +24,34 @@ else
   echo "!!!!! WARNING: cannot install the thumbv7em-none-eabihf target here; the microcontroller build was NOT checked (host checks still ran) !!!!!"
 fi
 
+# --- tools of the MQTT interop tests (tests/mqtt_interop.rs) ----------------------------
+# mosquitto_pub/mosquitto_sub and a venv with paho-mqtt 2.x. Installed only when missing, so
+# a second run does no network traffic.
+say "MQTT interop tools: mosquitto clients, python3 venv with paho-mqtt"
+apt_packages=()
+if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
+  apt_packages+=(mosquitto mosquitto-clients)
+fi
+# Debian's python3 lacks ensurepip (so `python3 -m venv` fails) until python3-venv is in.
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  apt_packages+=(python3-venv)
+fi
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "installing with apt-get: ${apt_packages[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}"
+fi
+venv_python="$PWD/.venv/bin/python"
+if ! "$venv_python" -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__.startswith("2.") else 1)' >/dev/null 2>&1; then
+  echo "creating .venv with paho-mqtt 2.x"
+  python3 -m venv --clear .venv
+  "$venv_python" -m pip install --quiet --disable-pip-version-check 'paho-mqtt>=2,<3'
+fi
+export OUTPOST_PYTHON="$venv_python"
+echo "ok: $(mosquitto_pub --help | sed -n 2p); paho-mqtt $("$OUTPOST_PYTHON" -c 'import paho.mqtt; print(paho.mqtt.__version__)')"
+
 # --- the workspace ---------------------------------------------------------------------
 say "cargo test (unit, integration against the real binary, crash tests, doc tests)"
 cargo test --workspace --locked

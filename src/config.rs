@@ -466,6 +466,9 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
+    /// An `[[mqtt.ingest]]` rule cannot be used.
+    #[error("config: {0}")]
+    Ingest(#[from] crate::ingest::RuleError),
     /// A value parses but cannot work.
     #[error("config key `{key}`: {problem}; fix: {fix}")]
     Invalid {
@@ -593,10 +596,11 @@ impl Config {
                 "use a percent of 0..=90 and a positive interval",
             ),
         ];
-        match checks.into_iter().find(|c| c.0) {
-            Some((_, key, problem, fix)) => Err(ConfigError::Invalid { key, problem, fix }),
-            None => Ok(()),
+        if let Some((_, key, problem, fix)) = checks.into_iter().find(|c| c.0) {
+            return Err(ConfigError::Invalid { key, problem, fix });
         }
+        crate::ingest::Ingest::from_config(&self.mqtt)?;
+        Ok(())
     }
 
     /// Path of the log file inside `data_dir`.
@@ -628,6 +632,16 @@ mod tests {
             Config::default()
         );
         assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn bad_ingest_rule_is_caught_by_validation() {
+        let err = Config::from_toml("[[mqtt.ingest]]\nfilter = \"a/#/b\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("mqtt.ingest rule 1") && text.contains("fix"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -300,8 +300,8 @@ pub fn encode_record(
     builder.clear();
     let ts = i64::try_from(msg.received_ms).unwrap_or(i64::MAX);
     if builder.push(ts, key, Some(&msg.payload), &headers)? == Push::Full {
-        // An empty builder takes any single record (it grows past max_batch_bytes for one
-        // oversized record rather than refusing it); Full here would be a builder bug.
+        // An empty builder takes any record up to MAX_BATCH_BYTES (64 MiB, far above any
+        // accepted packet) even past max_batch_bytes; Full here would be a builder bug.
         return Err(BatchError::RecordCountMismatch);
     }
     let mut pending = PendingRecords::default();
@@ -315,6 +315,7 @@ mod tests {
     use super::*;
 
     fn rules(toml: &str) -> Ingest {
+        // Config::from_toml already compiles the rules; this compiles them again to inspect.
         let config = crate::config::Config::from_toml(toml).unwrap();
         Ingest::from_config(&config.mqtt).unwrap()
     }
@@ -379,8 +380,9 @@ key = "none"
 
     #[test]
     fn bad_rules_are_named() {
-        let config = |rule: &str| {
-            crate::config::Config::from_toml(&format!("[[mqtt.ingest]]\n{rule}\n")).unwrap()
+        // Parsed without validation: validation would refuse these rules already.
+        let config = |rule: &str| -> crate::config::Config {
+            toml::from_str(&format!("[[mqtt.ingest]]\n{rule}\n")).unwrap()
         };
         for (rule, needle) in [
             ("filter = \"a/#/b\"", "filter"),

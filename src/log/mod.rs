@@ -670,10 +670,7 @@ impl Log {
     }
 
     /// Every entry of a state table, in key order (read at startup to restore state).
-    pub fn read_state(
-        &self,
-        table: tables::StateTable,
-    ) -> Result<StateEntries, StorageError> {
+    pub fn read_state(&self, table: tables::StateTable) -> Result<StateEntries, StorageError> {
         let txn = self.inner.db.begin_read()?;
         let t = txn.open_table(table.definition())?;
         let mut out = Vec::new();

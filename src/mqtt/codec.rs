@@ -1771,3 +1771,1381 @@ fn put_user_property<S: Sink>(s: &mut S, name: &str, value: &str) -> EncodeResul
     s.string(name)?;
     s.string(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::packet::reason;
+
+    const LEVELS: [Protocol; 3] = [Protocol::V31, Protocol::V311, Protocol::V5];
+
+    /// Encodes `packet`, checking that `encoded_len` agrees.
+    fn enc(packet: &Packet<'_>, protocol: Protocol) -> Vec<u8> {
+        let mut out = vec![0xAA];
+        encode(packet, protocol, &mut out).expect("encodes");
+        assert_eq!(out[0], 0xAA, "encode appends");
+        out.remove(0);
+        assert_eq!(encoded_len(packet, protocol), Ok(out.len()));
+        out
+    }
+
+    /// Decodes `bytes`, checking that `frame_len` sees exactly one packet in them.
+    fn dec(bytes: &[u8], protocol: Protocol) -> Result<Packet<'_>, DecodeError> {
+        assert_eq!(frame_len(bytes, u32::MAX), Ok(Some(bytes.len())));
+        decode(bytes, protocol)
+    }
+
+    /// `bytes` decode to `expected` and `expected` encodes to `bytes`.
+    fn golden(bytes: &[u8], protocol: Protocol, expected: Packet<'_>) {
+        assert_eq!(dec(bytes, protocol), Ok(expected));
+        assert_eq!(enc(&expected, protocol), bytes);
+    }
+
+    /// A packet with first byte `first` and body `body`.
+    fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![first];
+        out.vbi(body.len()).unwrap();
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// A property block with its length.
+    fn block(props: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.vbi(props.len()).unwrap();
+        out.extend_from_slice(props);
+        out
+    }
+
+    /// A v5 QoS 0 PUBLISH to `t` with the property entries `props` and payload `x`.
+    fn publish_v5(props: &[u8]) -> Vec<u8> {
+        let body = [&[0, 1, b't'][..], &block(props), b"x"].concat();
+        packet(0x30, &body)
+    }
+
+    /// A v5 CONNECT (clean start, empty client id) with the property entries `props`.
+    fn connect_v5(props: &[u8]) -> Vec<u8> {
+        let head = [0, 4, b'M', b'Q', b'T', b'T', 5, CONNECT_CLEAN_START, 0, 0];
+        packet(0x10, &[&head[..], &block(props), &[0, 0]].concat())
+    }
+
+    /// A CONNECT with protocol `name`, `level` and `flags`, then `rest` (no properties).
+    fn connect_raw(name: &[u8], level: u8, flags: u8, rest: &[u8]) -> Vec<u8> {
+        let len = u8::try_from(name.len()).unwrap();
+        let body = [&[0, len][..], name, &[level, flags, 0, 0], rest].concat();
+        packet(0x10, &body)
+    }
+
+    fn malformed(bytes: &[u8], protocol: Protocol, why: &'static str) {
+        let e = decode(bytes, protocol).unwrap_err();
+        assert_eq!(e, DecodeError::Malformed(why), "{bytes:02x?}");
+        assert_eq!(e.reason(), reason::MALFORMED_PACKET);
+    }
+
+    fn protocol_error(bytes: &[u8], protocol: Protocol, why: &'static str) {
+        let e = decode(bytes, protocol).unwrap_err();
+        assert_eq!(e, DecodeError::Protocol(why), "{bytes:02x?}");
+        assert_eq!(e.reason(), reason::PROTOCOL_ERROR);
+    }
+
+    const TRUNCATED_WHY: &str = "a field runs past the end of the packet";
+
+    // ---- golden bytes -------------------------------------------------------------------
+
+    #[rustfmt::skip]
+    const CONNECT_V311: &[u8] = &[
+        0x10, 35,
+        0, 4, b'M', b'Q', b'T', b'T', 4,
+        0xCE, // user name, password, will QoS 1, will, clean session
+        0, 60,
+        0, 3, b'c', b'i', b'd',
+        0, 3, b'w', b'/', b't',
+        0, 3, b'b', b'y', b'e',
+        0, 4, b'u', b's', b'e', b'r',
+        0, 2, b'p', b'w',
+    ];
+
+    #[test]
+    fn golden_connect_v311_with_will_user_and_password() {
+        let expected = Packet::Connect(Connect {
+            protocol: Protocol::V311,
+            clean_start: true,
+            keep_alive: 60,
+            properties: Properties::default(),
+            client_id: "cid",
+            will: Some(Will {
+                topic: "w/t",
+                payload: b"bye",
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Properties::default(),
+            }),
+            username: Some("user"),
+            password: Some(b"pw"),
+        });
+        golden(CONNECT_V311, Protocol::V311, expected);
+        // CONNECT goes by its own level, whatever the connection's.
+        assert_eq!(decode(CONNECT_V311, Protocol::V5), Ok(expected));
+        assert_eq!(enc(&expected, Protocol::V31), CONNECT_V311);
+    }
+
+    #[rustfmt::skip]
+    const CONNECT_V5: &[u8] = &[
+        0x10, 42,
+        0, 4, b'M', b'Q', b'T', b'T', 5,
+        0x46, // password, will (QoS 0), clean start: no user name, which MQTT 5 allows
+        0, 10,
+        15,
+        0x11, 0, 0, 0x0E, 0x10, // session expiry 3600
+        0x21, 0, 20, // receive maximum 20
+        0x26, 0, 1, b'k', 0, 1, b'v',
+        0, 0, // empty client id
+        5, 0x18, 0, 0, 0, 5, // will delay 5
+        0, 1, b't',
+        0, 0,
+        0, 1, 0xFF,
+    ];
+
+    #[test]
+    fn golden_connect_v5_with_properties() {
+        let expected = Packet::Connect(Connect {
+            protocol: Protocol::V5,
+            clean_start: true,
+            keep_alive: 10,
+            properties: Properties {
+                session_expiry_interval: Some(3600),
+                receive_maximum: Some(20),
+                user_properties: UserProperties {
+                    block: &[
+                        0x11, 0, 0, 0x0E, 0x10, 0x21, 0, 20, 0x26, 0, 1, b'k', 0, 1, b'v',
+                    ],
+                },
+                ..Properties::default()
+            },
+            client_id: "",
+            will: Some(Will {
+                topic: "t",
+                payload: b"",
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: Properties {
+                    will_delay_interval: Some(5),
+                    ..Properties::default()
+                },
+            }),
+            username: None,
+            password: Some(&[0xFF]),
+        });
+        golden(CONNECT_V5, Protocol::V311, expected);
+        let Ok(Packet::Connect(c)) = decode(CONNECT_V5, Protocol::V5) else {
+            panic!("decodes")
+        };
+        assert_eq!(
+            c.properties.user_properties.iter().collect::<Vec<_>>(),
+            [("k", "v")]
+        );
+    }
+
+    #[test]
+    fn golden_publish_v3_qos0_and_qos1() {
+        #[rustfmt::skip]
+        let qos0 = [0x31, 10, 0, 3, b'a', b'/', b'b', b'h', b'e', b'l', b'l', b'o'];
+        #[rustfmt::skip]
+        let qos1 = [0x3A, 6, 0, 1, b't', 0x12, 0x34, b'x'];
+        let expected0 = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: "a/b",
+            packet_id: 0,
+            properties: Properties::default(),
+            subscription_ids: &[],
+            payload: b"hello",
+        });
+        let expected1 = Packet::Publish(Publish {
+            dup: true,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "t",
+            packet_id: 0x1234,
+            properties: Properties::default(),
+            subscription_ids: &[],
+            payload: b"x",
+        });
+        for protocol in [Protocol::V31, Protocol::V311] {
+            golden(&qos0, protocol, expected0);
+            golden(&qos1, protocol, expected1);
+        }
+    }
+
+    #[rustfmt::skip]
+    const PUBLISH_V5: &[u8] = &[
+        0x32, 18,
+        0, 1, b't',
+        0, 7,
+        11,
+        0x23, 0, 5, // topic alias 5
+        0x26, 0, 1, b'a', 0, 2, b'b', b'c',
+        b'p',
+    ];
+
+    #[test]
+    fn golden_publish_v5_with_topic_alias_and_user_properties() {
+        let expected = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "t",
+            packet_id: 7,
+            properties: Properties {
+                topic_alias: Some(5),
+                user_properties: UserProperties {
+                    block: &[0x23, 0, 5, 0x26, 0, 1, b'a', 0, 2, b'b', b'c'],
+                },
+                ..Properties::default()
+            },
+            subscription_ids: &[],
+            payload: b"p",
+        });
+        golden(PUBLISH_V5, Protocol::V5, expected);
+        // An empty topic stands for the alias's.
+        let aliased = [0x30, 7, 0, 0, 3, 0x23, 0, 1, b'z'];
+        let Ok(Packet::Publish(p)) = dec(&aliased, Protocol::V5) else {
+            panic!("decodes")
+        };
+        assert_eq!(
+            (p.topic, p.properties.topic_alias, p.payload),
+            ("", Some(1), &b"z"[..])
+        );
+        assert_eq!(enc(&Packet::Publish(p), Protocol::V5), aliased);
+    }
+
+    #[test]
+    fn golden_publish_v5_from_the_server_with_subscription_ids() {
+        let p = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "t",
+            packet_id: 0,
+            properties: Properties {
+                message_expiry_interval: Some(1),
+                ..Properties::default()
+            },
+            subscription_ids: &[1, 200],
+            payload: b"",
+        };
+        #[rustfmt::skip]
+        let bytes = [
+            0x30, 14, 0, 1, b't',
+            10, 0x02, 0, 0, 0, 1, 0x0B, 1, 0x0B, 0xC8, 0x01,
+        ];
+        assert_eq!(enc(&Packet::Publish(p), Protocol::V5), bytes);
+        // What a client may not send [MQTT-3.3.4-6].
+        protocol_error(&bytes, Protocol::V5, "property appears twice");
+    }
+
+    #[rustfmt::skip]
+    const SUBSCRIBE_V5: &[u8] = &[
+        0x82, 15,
+        0, 10,
+        2, 0x0B, 7, // subscription identifier 7
+        0, 3, b'a', b'/', b'#', 0x2E, // QoS 2, no local, retain as published, handling 2
+        0, 1, b'x', 0x01,
+    ];
+
+    #[test]
+    fn golden_subscribe_v5_with_options() {
+        let expected = Packet::Subscribe(Subscribe {
+            packet_id: 10,
+            properties: Properties {
+                subscription_identifier: Some(7),
+                ..Properties::default()
+            },
+            filters: SubscribeFilters {
+                payload: &SUBSCRIBE_V5[7..],
+            },
+        });
+        golden(SUBSCRIBE_V5, Protocol::V5, expected);
+        let Packet::Subscribe(sub) = expected else {
+            unreachable!()
+        };
+        let entries: Vec<_> = sub.filters.iter().collect();
+        let first = SubscriptionOptions {
+            qos: QoS::ExactlyOnce,
+            no_local: true,
+            retain_as_published: true,
+            retain_handling: 2,
+        };
+        let second = SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            ..SubscriptionOptions::default()
+        };
+        assert_eq!(entries, [("a/#", first), ("x", second)]);
+        assert_eq!((sub.filters.len(), sub.filters.is_empty()), (2, false));
+    }
+
+    #[test]
+    fn golden_suback_v3_and_v5() {
+        let v3 = [0x90, 5, 0, 10, 0x00, 0x01, 0x80];
+        let v5 = [0x90, 5, 0, 10, 0, 0x02, 0x8F];
+        let expected = |reasons| {
+            Packet::SubAck(SubAck {
+                packet_id: 10,
+                properties: Properties::default(),
+                reasons,
+            })
+        };
+        golden(&v3, Protocol::V311, expected(&[0x00, 0x01, 0x80]));
+        golden(&v5, Protocol::V5, expected(&[0x02, 0x8F]));
+    }
+
+    #[test]
+    fn golden_pub_responses_short_and_long() {
+        let ack = |packet_id, reason| PubResponse {
+            packet_id,
+            reason,
+            properties: Properties::default(),
+        };
+        let short = [0x40, 2, 0x12, 0x34];
+        for protocol in LEVELS {
+            golden(&short, protocol, Packet::PubAck(ack(0x1234, 0)));
+        }
+        golden(
+            &[0x40, 3, 0x12, 0x34, 0x10],
+            Protocol::V5,
+            Packet::PubAck(ack(0x1234, 0x10)),
+        );
+        golden(&[0x62, 2, 0, 1], Protocol::V5, Packet::PubRel(ack(1, 0)));
+        golden(
+            &[0x70, 3, 0, 1, 0x92],
+            Protocol::V5,
+            Packet::PubComp(ack(1, 0x92)),
+        );
+        let with_reason_string = Packet::PubRec(PubResponse {
+            packet_id: 1,
+            reason: 0x80,
+            properties: Properties {
+                reason_string: Some("x"),
+                ..Properties::default()
+            },
+        });
+        golden(
+            &[0x50, 8, 0, 1, 0x80, 4, 0x1F, 0, 1, b'x'],
+            Protocol::V5,
+            with_reason_string,
+        );
+        // Success with an empty property block is the short form, re-encoded short.
+        let long = [0x40, 4, 0x12, 0x34, 0, 0];
+        assert_eq!(
+            decode(&long, Protocol::V5),
+            Ok(Packet::PubAck(ack(0x1234, 0)))
+        );
+        // Before MQTT 5 the reason code is not written.
+        assert_eq!(
+            enc(&Packet::PubAck(ack(0x1234, 0x10)), Protocol::V311),
+            short
+        );
+    }
+
+    #[test]
+    fn golden_disconnect_v5_with_reason() {
+        let with_string = Packet::Disconnect(Disconnect {
+            reason: reason::DISCONNECT_WITH_WILL,
+            properties: Properties {
+                reason_string: Some("bye"),
+                ..Properties::default()
+            },
+        });
+        #[rustfmt::skip]
+        let bytes = [0xE0, 8, 0x04, 6, 0x1F, 0, 3, b'b', b'y', b'e'];
+        golden(&bytes, Protocol::V5, with_string);
+        let taken_over = Packet::Disconnect(Disconnect {
+            reason: reason::SESSION_TAKEN_OVER,
+            properties: Properties::default(),
+        });
+        golden(&[0xE0, 1, 0x8E], Protocol::V5, taken_over);
+        golden(
+            &[0xE0, 0],
+            Protocol::V5,
+            Packet::Disconnect(Disconnect::default()),
+        );
+        golden(
+            &[0xE0, 0],
+            Protocol::V311,
+            Packet::Disconnect(Disconnect::default()),
+        );
+        assert_eq!(enc(&taken_over, Protocol::V311), [0xE0, 0]);
+    }
+
+    #[rustfmt::skip]
+    const CONNACK_V5: &[u8] = &[
+        0x20, 18,
+        0x01, 0x00,
+        15,
+        0x12, 0, 2, b'a', b'b', // assigned client identifier
+        0x21, 0, 10, // receive maximum
+        0x22, 0, 5, // topic alias maximum
+        0x24, 1, // maximum QoS 1
+        0x25, 0, // retain not available
+    ];
+
+    #[test]
+    fn golden_connack_v3_and_v5() {
+        let expected = Packet::ConnAck(ConnAck {
+            session_present: true,
+            code: reason::SUCCESS,
+            properties: Properties {
+                assigned_client_identifier: Some("ab"),
+                receive_maximum: Some(10),
+                topic_alias_maximum: Some(5),
+                maximum_qos: Some(1),
+                retain_available: Some(0),
+                ..Properties::default()
+            },
+        });
+        golden(CONNACK_V5, Protocol::V5, expected);
+        let refused = Packet::ConnAck(ConnAck {
+            session_present: false,
+            code: 5,
+            properties: Properties::default(),
+        });
+        golden(&[0x20, 2, 0, 5], Protocol::V311, refused);
+    }
+
+    #[test]
+    fn golden_unsubscribe_unsuback_ping_auth() {
+        let unsubscribe = Packet::Unsubscribe(Unsubscribe {
+            packet_id: 9,
+            properties: Properties::default(),
+            filters: UnsubscribeFilters {
+                payload: &[0, 3, b'a', b'/', b'b'],
+            },
+        });
+        golden(
+            &[0xA2, 7, 0, 9, 0, 3, b'a', b'/', b'b'],
+            Protocol::V311,
+            unsubscribe,
+        );
+        let unsuback = |reasons| {
+            Packet::UnsubAck(UnsubAck {
+                packet_id: 9,
+                properties: Properties::default(),
+                reasons,
+            })
+        };
+        golden(&[0xB0, 2, 0, 9], Protocol::V311, unsuback(&[]));
+        golden(
+            &[0xB0, 5, 0, 9, 0, 0x00, 0x11],
+            Protocol::V5,
+            unsuback(&[0x00, 0x11]),
+        );
+        golden(&[0xC0, 0], Protocol::V31, Packet::PingReq);
+        golden(&[0xD0, 0], Protocol::V5, Packet::PingResp);
+        golden(&[0xF0, 0], Protocol::V5, Packet::Auth(Auth::default()));
+        let auth = Packet::Auth(Auth {
+            reason: reason::CONTINUE_AUTHENTICATION,
+            properties: Properties {
+                authentication_method: Some("SCRM"),
+                ..Properties::default()
+            },
+        });
+        #[rustfmt::skip]
+        let bytes = [0xF0, 9, 0x18, 7, 0x15, 0, 4, b'S', b'C', b'R', b'M'];
+        golden(&bytes, Protocol::V5, auth);
+    }
+
+    #[test]
+    fn user_properties_may_interleave_and_repeat() {
+        #[rustfmt::skip]
+        let props = [
+            0x26, 0, 1, b'k', 0, 1, b'1',
+            0x02, 0, 0, 0, 9,
+            0x26, 0, 1, b'k', 0, 1, b'2',
+        ];
+        let bytes = publish_v5(&props);
+        let Ok(Packet::Publish(p)) = dec(&bytes, Protocol::V5) else {
+            panic!("decodes")
+        };
+        assert_eq!(p.properties.message_expiry_interval, Some(9));
+        assert_eq!(p.properties.user_properties.block, props);
+        let pairs: Vec<_> = p.properties.user_properties.iter().collect();
+        assert_eq!(pairs, [("k", "1"), ("k", "2")]);
+        // Re-encoded in identifier order, user properties last: same length, same meaning.
+        let again = enc(&Packet::Publish(p), Protocol::V5);
+        assert_eq!(again.len(), bytes.len());
+        #[rustfmt::skip]
+        let reordered = [
+            0x02, 0, 0, 0, 9,
+            0x26, 0, 1, b'k', 0, 1, b'1',
+            0x26, 0, 1, b'k', 0, 1, b'2',
+        ];
+        assert_eq!(again, publish_v5(&reordered));
+    }
+
+    // ---- round trips --------------------------------------------------------------------
+
+    /// What a packet says: blocks replaced by their items, since blocks with different bytes
+    /// can say the same.
+    #[derive(Debug, PartialEq)]
+    struct Meaning<'a> {
+        packet: Packet<'a>,
+        user_properties: Vec<Vec<(&'a str, &'a str)>>,
+        subscribe: Vec<(&'a str, SubscriptionOptions)>,
+        unsubscribe: Vec<&'a str>,
+    }
+
+    fn properties_mut<'p, 'a>(packet: &'p mut Packet<'a>) -> Vec<&'p mut Properties<'a>> {
+        match packet {
+            Packet::Connect(c) => {
+                let mut all = vec![&mut c.properties];
+                all.extend(c.will.as_mut().map(|w| &mut w.properties));
+                all
+            }
+            Packet::ConnAck(c) => vec![&mut c.properties],
+            Packet::Publish(p) => vec![&mut p.properties],
+            Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
+                vec![&mut r.properties]
+            }
+            Packet::Subscribe(s) => vec![&mut s.properties],
+            Packet::SubAck(a) => vec![&mut a.properties],
+            Packet::Unsubscribe(u) => vec![&mut u.properties],
+            Packet::UnsubAck(a) => vec![&mut a.properties],
+            Packet::Disconnect(d) => vec![&mut d.properties],
+            Packet::Auth(a) => vec![&mut a.properties],
+            Packet::PingReq | Packet::PingResp => vec![],
+        }
+    }
+
+    fn meaning<'a>(packet: &Packet<'a>) -> Meaning<'a> {
+        let mut packet = *packet;
+        let (mut subscribe, mut unsubscribe) = (vec![], vec![]);
+        match &mut packet {
+            Packet::Subscribe(s) => {
+                subscribe = s.filters.iter().collect();
+                s.filters.payload = &[];
+            }
+            Packet::Unsubscribe(u) => {
+                unsubscribe = u.filters.iter().collect();
+                u.filters.payload = &[];
+            }
+            _ => {}
+        }
+        let user_properties = properties_mut(&mut packet)
+            .into_iter()
+            .map(|p| std::mem::take(&mut p.user_properties).iter().collect())
+            .collect();
+        Meaning {
+            packet,
+            user_properties,
+            subscribe,
+            unsubscribe,
+        }
+    }
+
+    /// What is left of a packet's meaning on a v3 connection.
+    fn as_v3(mut m: Meaning<'_>) -> Meaning<'_> {
+        properties_mut(&mut m.packet)
+            .into_iter()
+            .for_each(|p| *p = Properties::default());
+        m.user_properties.iter_mut().for_each(Vec::clear);
+        for (_, options) in &mut m.subscribe {
+            *options = SubscriptionOptions {
+                qos: options.qos,
+                ..SubscriptionOptions::default()
+            };
+        }
+        match &mut m.packet {
+            Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
+                r.reason = 0;
+            }
+            Packet::Disconnect(d) => d.reason = 0,
+            Packet::UnsubAck(a) => a.reasons = &[],
+            _ => {}
+        }
+        m
+    }
+
+    /// Blocks the samples view.
+    struct Blocks {
+        user: Vec<u8>,
+        subscribe: Vec<u8>,
+        unsubscribe: Vec<u8>,
+    }
+
+    fn blocks() -> Blocks {
+        let mut user = Vec::new();
+        encode_user_properties([("k", "v"), ("k", "w"), ("", "")], &mut user).unwrap();
+        let options = SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            no_local: true,
+            retain_as_published: true,
+            retain_handling: 1,
+        };
+        let mut subscribe = Vec::new();
+        let entries = [("a/+", options), ("#", SubscriptionOptions::default())];
+        encode_subscribe_filters(entries, &mut subscribe).unwrap();
+        let mut unsubscribe = Vec::new();
+        encode_unsubscribe_filters(["a/+", "#"], &mut unsubscribe).unwrap();
+        Blocks {
+            user,
+            subscribe,
+            unsubscribe,
+        }
+    }
+
+    fn connect_sample<'a>(user: UserProperties<'a>, protocol: Protocol) -> Connect<'a> {
+        Connect {
+            protocol,
+            clean_start: true,
+            keep_alive: 30,
+            properties: Properties {
+                session_expiry_interval: Some(60),
+                receive_maximum: Some(10),
+                maximum_packet_size: Some(1024),
+                topic_alias_maximum: Some(4),
+                request_problem_information: Some(0),
+                request_response_information: Some(1),
+                authentication_method: Some("m"),
+                authentication_data: Some(b"d"),
+                user_properties: user,
+                ..Properties::default()
+            },
+            client_id: "client",
+            will: Some(Will {
+                topic: "w",
+                payload: b"gone",
+                qos: QoS::ExactlyOnce,
+                retain: true,
+                properties: Properties {
+                    will_delay_interval: Some(5),
+                    payload_format_indicator: Some(1),
+                    message_expiry_interval: Some(9),
+                    content_type: Some("text/plain"),
+                    response_topic: Some("r"),
+                    correlation_data: Some(b"c"),
+                    user_properties: user,
+                    ..Properties::default()
+                },
+            }),
+            username: Some("u"),
+            password: Some(b"p"),
+        }
+    }
+
+    fn connack_properties(user: UserProperties<'_>) -> Properties<'_> {
+        Properties {
+            session_expiry_interval: Some(1),
+            assigned_client_identifier: Some("id"),
+            server_keep_alive: Some(2),
+            authentication_method: Some("m"),
+            authentication_data: Some(b""),
+            response_information: Some("ri"),
+            server_reference: Some("sr"),
+            reason_string: Some("rs"),
+            receive_maximum: Some(3),
+            topic_alias_maximum: Some(4),
+            maximum_qos: Some(1),
+            retain_available: Some(0),
+            maximum_packet_size: Some(5),
+            wildcard_subscription_available: Some(1),
+            subscription_identifier_available: Some(0),
+            shared_subscription_available: Some(1),
+            user_properties: user,
+            ..Properties::default()
+        }
+    }
+
+    fn publish_sample<'a>(user: UserProperties<'a>, qos: QoS) -> Publish<'a> {
+        Publish {
+            dup: qos != QoS::AtMostOnce,
+            qos,
+            retain: true,
+            topic: "a/b",
+            packet_id: if qos == QoS::AtMostOnce { 0 } else { 65535 },
+            properties: Properties {
+                payload_format_indicator: Some(0),
+                message_expiry_interval: Some(u32::MAX),
+                content_type: Some("c"),
+                response_topic: Some("r"),
+                correlation_data: Some(b"cd"),
+                topic_alias: Some(1),
+                user_properties: user,
+                ..Properties::default()
+            },
+            subscription_ids: &[],
+            payload: &[0, 1, 2, 0xFF],
+        }
+    }
+
+    /// Every packet kind (AUTH at MQTT 5 only), with every field a level can carry set.
+    fn samples(b: &Blocks, protocol: Protocol) -> Vec<Packet<'_>> {
+        let user = UserProperties { block: &b.user };
+        let acked = Properties {
+            reason_string: Some("why"),
+            user_properties: user,
+            ..Properties::default()
+        };
+        let response = |packet_id, reason, properties| PubResponse {
+            packet_id,
+            reason,
+            properties,
+        };
+        let mut all = vec![
+            Packet::Connect(connect_sample(user, protocol)),
+            Packet::Connect(Connect {
+                protocol,
+                clean_start: false,
+                keep_alive: 0,
+                properties: Properties::default(),
+                client_id: "",
+                will: None,
+                username: None,
+                password: None,
+            }),
+            Packet::ConnAck(ConnAck {
+                session_present: true,
+                code: 0,
+                properties: connack_properties(user),
+            }),
+            Packet::Publish(publish_sample(user, QoS::AtMostOnce)),
+            Packet::Publish(publish_sample(user, QoS::ExactlyOnce)),
+            Packet::PubAck(response(1, 0x10, acked)),
+            Packet::PubAck(response(2, 0, Properties::default())),
+            Packet::PubRec(response(3, 0x80, Properties::default())),
+            Packet::PubRel(response(4, 0x92, acked)),
+            Packet::PubComp(response(5, 0, acked)),
+            Packet::Subscribe(Subscribe {
+                packet_id: 6,
+                properties: Properties {
+                    subscription_identifier: Some(MAX_REMAINING_LENGTH),
+                    user_properties: user,
+                    ..Properties::default()
+                },
+                filters: SubscribeFilters {
+                    payload: &b.subscribe,
+                },
+            }),
+            Packet::SubAck(SubAck {
+                packet_id: 6,
+                properties: acked,
+                reasons: &[0x01, 0x80],
+            }),
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id: 7,
+                properties: Properties {
+                    user_properties: user,
+                    ..Properties::default()
+                },
+                filters: UnsubscribeFilters {
+                    payload: &b.unsubscribe,
+                },
+            }),
+            Packet::UnsubAck(UnsubAck {
+                packet_id: 7,
+                properties: acked,
+                reasons: &[0x00, 0x11],
+            }),
+            Packet::PingReq,
+            Packet::PingResp,
+            Packet::Disconnect(Disconnect {
+                reason: reason::DISCONNECT_WITH_WILL,
+                properties: Properties {
+                    session_expiry_interval: Some(0),
+                    server_reference: Some("other"),
+                    ..acked
+                },
+            }),
+            Packet::Disconnect(Disconnect::default()),
+        ];
+        if protocol.is_v5() {
+            all.push(Packet::Auth(Auth {
+                reason: 0x19,
+                properties: Properties {
+                    authentication_method: Some("m"),
+                    authentication_data: Some(b"data"),
+                    ..acked
+                },
+            }));
+        }
+        all
+    }
+
+    #[test]
+    fn round_trip_every_packet_kind_at_every_level() {
+        let b = blocks();
+        for protocol in LEVELS {
+            let mut kinds = Vec::new();
+            for sample in samples(&b, protocol) {
+                let bytes = enc(&sample, protocol);
+                kinds.push(bytes[0] >> 4);
+                let decoded = dec(&bytes, protocol)
+                    .unwrap_or_else(|e| panic!("{sample:?} at {protocol:?}: {e}"));
+                let mut want = meaning(&sample);
+                if !protocol.is_v5() {
+                    want = as_v3(want);
+                }
+                assert_eq!(meaning(&decoded), want, "{protocol:?}");
+                assert_eq!(enc(&decoded, protocol), bytes, "re-encoding is stable");
+            }
+            kinds.dedup();
+            let last = if protocol.is_v5() { AUTH } else { DISCONNECT };
+            assert_eq!(kinds, (CONNECT..=last).collect::<Vec<_>>(), "{protocol:?}");
+        }
+    }
+
+    #[test]
+    fn auth_does_not_decode_before_v5() {
+        let auth = enc(&Packet::Auth(Auth::default()), Protocol::V311);
+        assert_eq!(auth, [0xF0, 0]);
+        for protocol in [Protocol::V31, Protocol::V311] {
+            malformed(&auth, protocol, "AUTH before MQTT 5");
+        }
+    }
+
+    // ---- framing ------------------------------------------------------------------------
+
+    #[test]
+    fn frame_len_waits_for_the_fixed_header_and_the_body() {
+        assert_eq!(frame_len(&[], 100), Ok(None));
+        assert_eq!(frame_len(&[0x30], 100), Ok(None));
+        assert_eq!(frame_len(&[0x30, 0x80], 100), Ok(None));
+        assert_eq!(frame_len(&[0x30, 0x03, 0, 1], 100), Ok(None));
+        assert_eq!(frame_len(&[0x30, 0x03, 0, 1, b't'], 100), Ok(Some(5)));
+        // Bytes after the packet are the next packet's.
+        assert_eq!(frame_len(&[0xC0, 0, 0xD0, 0], 100), Ok(Some(2)));
+        // Exactly the maximum is allowed.
+        assert_eq!(frame_len(&[0xC0, 0], 2), Ok(Some(2)));
+    }
+
+    #[test]
+    fn frame_len_reads_four_byte_remaining_lengths() {
+        let max = [0x30, 0xFF, 0xFF, 0xFF, 0x7F];
+        assert_eq!(frame_len(&max[..4], u32::MAX), Ok(None));
+        assert_eq!(
+            frame_len(&max, u32::MAX),
+            Ok(None),
+            "the body is not there yet"
+        );
+        let size = 5 + u64::from(MAX_REMAINING_LENGTH);
+        let too_large = DecodeError::TooLarge { size, max: 1000 };
+        assert_eq!(frame_len(&max, 1000), Err(too_large));
+        assert_eq!(too_large.reason(), reason::PACKET_TOO_LARGE);
+        // 128 = 0x80 0x01, 16,384 = 0x80 0x80 0x01.
+        let err = |size| Err(DecodeError::TooLarge { size, max: 100 });
+        assert_eq!(frame_len(&[0x30, 0x80, 0x01], 100), err(131));
+        assert_eq!(frame_len(&[0x30, 0x80, 0x80, 0x01], 100), err(16_388));
+    }
+
+    #[test]
+    fn frame_len_detects_too_large_from_the_header_alone() {
+        // Remaining length 200: nothing of the body is there.
+        let header = [0x30, 0xC8, 0x01];
+        let e = frame_len(&header, 202).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::TooLarge {
+                size: 203,
+                max: 202
+            }
+        );
+        assert_eq!(frame_len(&header, 203), Ok(None));
+    }
+
+    #[test]
+    fn frame_len_rejects_bad_headers() {
+        let five = DecodeError::Malformed("variable byte integer longer than four bytes");
+        assert_eq!(
+            frame_len(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF], u32::MAX),
+            Err(five)
+        );
+        assert_eq!(
+            frame_len(&[0x30, 0x80, 0x80, 0x80, 0x80, 0x01], 9),
+            Err(five)
+        );
+        let long = DecodeError::Malformed("variable byte integer not in its shortest form");
+        assert_eq!(frame_len(&[0x30, 0x80, 0x00], 100), Err(long));
+        assert_eq!(frame_len(&[0x30, 0xFF, 0x80, 0x00], 100), Err(long));
+        let zero = DecodeError::Malformed("reserved packet type 0");
+        assert_eq!(frame_len(&[0x00], 100), Err(zero));
+        assert_eq!(frame_len(&[0x0F, 0], 100), Err(zero));
+        assert_eq!(decode(&[0x00, 0], Protocol::V5), Err(zero));
+    }
+
+    #[test]
+    fn encoded_remaining_lengths_cross_their_byte_boundaries() {
+        // Topic "t" (3 bytes) plus payload: remaining lengths 127, 128, 16,383, 16,384.
+        let payload = vec![7u8; 16_381];
+        for (remaining, header) in [(127, 2), (128, 3), (16_383, 3), (16_384, 4)] {
+            let p = Packet::Publish(Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                topic: "t",
+                packet_id: 0,
+                properties: Properties::default(),
+                subscription_ids: &[],
+                payload: &payload[..remaining - 3],
+            });
+            let bytes = enc(&p, Protocol::V311);
+            assert_eq!(bytes.len(), header + remaining);
+            assert_eq!(dec(&bytes, Protocol::V311), Ok(p));
+        }
+    }
+
+    // ---- decoding errors ----------------------------------------------------------------
+
+    #[test]
+    fn reserved_fixed_header_flags_are_malformed() {
+        let why = "reserved fixed header flags";
+        malformed(&[0x60, 2, 0, 1], Protocol::V311, why); // PUBREL 0b0000
+        malformed(&[0x63, 2, 0, 1], Protocol::V5, why); // PUBREL 0b0011
+        malformed(&[0x80, 6, 0, 1, 0, 1, b'a', 0], Protocol::V311, why); // SUBSCRIBE
+        malformed(&[0xA0, 5, 0, 1, 0, 1, b'a'], Protocol::V311, why); // UNSUBSCRIBE
+        malformed(&[0x42, 2, 0, 1], Protocol::V311, why); // PUBACK
+        malformed(&[0xC1, 0], Protocol::V31, why); // PINGREQ
+        malformed(&[0xE8, 0], Protocol::V5, why); // DISCONNECT
+        let mut connect = CONNECT_V311.to_vec();
+        connect[0] = 0x12;
+        malformed(&connect, Protocol::V311, why);
+    }
+
+    #[test]
+    fn publish_flags() {
+        malformed(&[0x36, 3, 0, 1, b't'], Protocol::V311, "PUBLISH with QoS 3");
+        let why = "DUP set on a QoS 0 PUBLISH";
+        malformed(&[0x38, 3, 0, 1, b't'], Protocol::V5, why);
+        malformed(&[0x39, 3, 0, 1, b't'], Protocol::V31, why);
+    }
+
+    #[test]
+    fn remaining_length_must_be_consumed_exactly() {
+        let left_over = "bytes left over after the last field";
+        malformed(&[0xC0, 1, 0], Protocol::V311, left_over);
+        malformed(&[0x40, 3, 0, 1, 0], Protocol::V311, left_over);
+        malformed(&[0xE0, 1, 0], Protocol::V311, left_over);
+        malformed(&[0xB0, 3, 0, 1, 0], Protocol::V311, left_over);
+        malformed(&[0x20, 3, 0, 0, 0], Protocol::V311, left_over);
+        let mut connect = CONNECT_V311.to_vec();
+        connect[1] += 1;
+        connect.push(0);
+        malformed(&connect, Protocol::V311, left_over);
+        // v5 CONNACK: its property length is not optional.
+        malformed(&[0x20, 2, 0, 0], Protocol::V5, TRUNCATED_WHY);
+        malformed(&[0x40, 1, 0], Protocol::V311, TRUNCATED_WHY);
+        malformed(&[0x30, 3, 0, 5, b't'], Protocol::V311, TRUNCATED_WHY);
+        let mismatch = "remaining length does not match the packet";
+        malformed(
+            &CONNECT_V311[..CONNECT_V311.len() - 1],
+            Protocol::V311,
+            mismatch,
+        );
+        malformed(&[0xC0, 0, 0xC0, 0], Protocol::V311, mismatch);
+        malformed(&[], Protocol::V311, TRUNCATED_WHY);
+        malformed(&[0x30, 0x80], Protocol::V311, TRUNCATED_WHY);
+    }
+
+    #[test]
+    fn strings_must_be_utf8_without_nul() {
+        let utf8 = "string is not valid UTF-8";
+        malformed(&[0x30, 4, 0, 2, 0xC3, 0x28], Protocol::V311, utf8);
+        // An encoded surrogate (U+D800) is not UTF-8 [MQTT-1.5.4-1].
+        malformed(&[0x30, 5, 0, 3, 0xED, 0xA0, 0x80], Protocol::V311, utf8);
+        malformed(
+            &[0x30, 4, 0, 2, b'a', 0],
+            Protocol::V311,
+            "string contains U+0000",
+        );
+        let nul_filter = [0xA2, 5, 0, 1, 0, 1, 0];
+        malformed(&nul_filter, Protocol::V311, "string contains U+0000");
+        let bad_user = publish_v5(&[0x26, 0, 1, 0xFF, 0, 0]);
+        malformed(&bad_user, Protocol::V5, utf8);
+    }
+
+    #[test]
+    fn packet_identifiers_must_not_be_zero() {
+        let why = "packet identifier 0";
+        for protocol in LEVELS {
+            protocol_error(&[0x32, 5, 0, 1, b't', 0, 0], protocol, why);
+            protocol_error(&[0x40, 2, 0, 0], protocol, why);
+            protocol_error(&[0x50, 2, 0, 0], protocol, why);
+            protocol_error(&[0x62, 2, 0, 0], protocol, why);
+            protocol_error(&[0x70, 2, 0, 0], protocol, why);
+            protocol_error(&[0xB0, 2, 0, 0], protocol, why);
+        }
+        protocol_error(&[0x82, 6, 0, 0, 0, 1, b'a', 0], Protocol::V311, why);
+        protocol_error(&[0xA2, 5, 0, 0, 0, 1, b'a'], Protocol::V311, why);
+        protocol_error(&[0x82, 7, 0, 0, 0, 0, 1, b'a', 0], Protocol::V5, why);
+    }
+
+    #[test]
+    fn connect_of_other_protocols_is_unsupported() {
+        let unsupported = |name: &[u8], level| {
+            decode(&connect_raw(name, level, 0x02, &[0, 0]), Protocol::V311).unwrap_err()
+        };
+        let e = unsupported(b"MQTX", 4);
+        assert_eq!(
+            e,
+            DecodeError::UnsupportedProtocol {
+                level: 4,
+                name_ok: false
+            }
+        );
+        assert_eq!(e.reason(), reason::UNSUPPORTED_PROTOCOL_VERSION);
+        assert_eq!(
+            e.to_string(),
+            "unsupported protocol level 4 under an unknown protocol name"
+        );
+        let e = unsupported(b"MQTT", 6);
+        assert_eq!(
+            e,
+            DecodeError::UnsupportedProtocol {
+                level: 6,
+                name_ok: true
+            }
+        );
+        assert_eq!(e.to_string(), "unsupported protocol level 6");
+        assert!(matches!(
+            unsupported(b"MQTT", 3),
+            DecodeError::UnsupportedProtocol {
+                level: 3,
+                name_ok: true
+            }
+        ));
+        assert!(matches!(
+            unsupported(b"MQIsdp", 4),
+            DecodeError::UnsupportedProtocol {
+                level: 4,
+                name_ok: true
+            }
+        ));
+        // Nothing after the level byte is read: a future version may differ there.
+        let bare = packet(0x10, &[0, 4, b'M', b'Q', b'T', b'T', 6]);
+        assert!(matches!(
+            decode(&bare, Protocol::V5),
+            Err(DecodeError::UnsupportedProtocol { level: 6, .. })
+        ));
+        // Without a name and level there is nothing to answer.
+        malformed(
+            &packet(0x10, &[0, 4, b'M', b'Q', b'T', b'T']),
+            Protocol::V5,
+            TRUNCATED_WHY,
+        );
+        malformed(&packet(0x10, &[0, 4, b'M']), Protocol::V5, TRUNCATED_WHY);
+        let not_a_string = connect_raw(&[0xFF, 0xFE], 4, 0x02, &[0, 0]);
+        malformed(&not_a_string, Protocol::V311, "string is not valid UTF-8");
+    }
+
+    #[test]
+    fn connect_flags_are_checked() {
+        let mqtt = |flags, rest: &[u8]| connect_raw(b"MQTT", 4, flags, rest);
+        let client_id = [0, 1, b'c'];
+        assert!(decode(&mqtt(0x02, &client_id), Protocol::V311).is_ok());
+        let reserved = "reserved CONNECT flag set";
+        malformed(&mqtt(0x03, &client_id), Protocol::V311, reserved);
+        let no_will = "will QoS or retain without a will";
+        malformed(&mqtt(0x08, &client_id), Protocol::V311, no_will);
+        malformed(&mqtt(0x10, &client_id), Protocol::V311, no_will);
+        malformed(&mqtt(0x20, &client_id), Protocol::V311, no_will);
+        let will = [&client_id[..], &[0, 1, b'w', 0, 0]].concat();
+        assert!(decode(&mqtt(0x2C, &will), Protocol::V311).is_ok());
+        malformed(&mqtt(0x1C, &will), Protocol::V311, "will QoS 3");
+        let password = [&client_id[..], &[0, 1, b'p']].concat();
+        let alone = "password without a user name";
+        malformed(&mqtt(0x40, &password), Protocol::V311, alone);
+        malformed(
+            &connect_raw(b"MQIsdp", 3, 0x40, &password),
+            Protocol::V31,
+            alone,
+        );
+        // MQTT 5 allows a password alone (and the same flags with a property block).
+        let v5 = connect_raw(b"MQTT", 5, 0x40, &[&[0][..], &password].concat());
+        let Ok(Packet::Connect(c)) = decode(&v5, Protocol::V311) else {
+            panic!("decodes")
+        };
+        assert_eq!((c.username, c.password), (None, Some(&b"p"[..])));
+    }
+
+    #[test]
+    fn unknown_properties_are_malformed() {
+        let why = "unknown property identifier";
+        for id in [0x00, 0x04, 0x2B, 0x7F, 0x80] {
+            malformed(&publish_v5(&[id, 0]), Protocol::V5, why);
+        }
+        // 0x81 0x00: an identifier written as a two-byte Variable Byte Integer.
+        malformed(&publish_v5(&[0x81, 0x00, 0]), Protocol::V5, why);
+    }
+
+    #[test]
+    fn properties_must_be_allowed_in_their_packet() {
+        let why = "property not allowed in this packet";
+        malformed(&publish_v5(&[0x11, 0, 0, 0, 1]), Protocol::V5, why);
+        malformed(&connect_v5(&[0x23, 0, 1]), Protocol::V5, why);
+        malformed(&connect_v5(&[0x18, 0, 0, 0, 1]), Protocol::V5, why); // a will property
+        malformed(&[0x40, 6, 0, 1, 0x10, 2, 0x24, 1], Protocol::V5, why);
+        let subscribe = [0x82, 10, 0, 1, 3, 0x23, 0, 1, 0, 1, b'a', 0];
+        malformed(&subscribe, Protocol::V5, why);
+    }
+
+    #[test]
+    fn properties_may_appear_once_but_user_properties() {
+        let why = "property appears twice";
+        protocol_error(&publish_v5(&[0x01, 0, 0x01, 1]), Protocol::V5, why);
+        protocol_error(&connect_v5(&[0x21, 0, 1, 0x21, 0, 1]), Protocol::V5, why);
+        let twice = [0x26, 0, 1, b'a', 0, 0, 0x26, 0, 1, b'a', 0, 0];
+        let bytes = publish_v5(&twice);
+        let Ok(Packet::Publish(p)) = decode(&bytes, Protocol::V5) else {
+            panic!("decodes")
+        };
+        assert_eq!(p.properties.user_properties.iter().count(), 2);
+    }
+
+    #[test]
+    fn property_values_are_checked() {
+        let v5 = Protocol::V5;
+        let subscribe = |props: &[u8]| {
+            let body = [&[0, 1][..], &block(props), &[0, 1, b'a', 0]].concat();
+            packet(0x82, &body)
+        };
+        protocol_error(&subscribe(&[0x0B, 0]), v5, "subscription identifier 0");
+        let max_id = subscribe(&[0x0B, 0xFF, 0xFF, 0xFF, 0x7F]);
+        let Ok(Packet::Subscribe(s)) = decode(&max_id, v5) else {
+            panic!("decodes")
+        };
+        assert_eq!(
+            s.properties.subscription_identifier,
+            Some(MAX_REMAINING_LENGTH)
+        );
+        let long = "variable byte integer longer than four bytes";
+        malformed(&subscribe(&[0x0B, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]), v5, long);
+        protocol_error(&connect_v5(&[0x21, 0, 0]), v5, "receive maximum 0");
+        protocol_error(
+            &connect_v5(&[0x27, 0, 0, 0, 0]),
+            v5,
+            "maximum packet size 0",
+        );
+        protocol_error(&publish_v5(&[0x23, 0, 0]), v5, "topic alias 0");
+        let byte = "byte property other than 0 or 1";
+        protocol_error(&publish_v5(&[0x01, 2]), v5, byte);
+        protocol_error(&connect_v5(&[0x17, 2]), v5, byte);
+        protocol_error(&connect_v5(&[0x19, 0xFF]), v5, byte);
+        let connack = |props: &[u8]| packet(0x20, &[&[0, 0][..], &block(props)].concat());
+        protocol_error(&connack(&[0x24, 2]), v5, byte);
+        protocol_error(&connack(&[0x2A, 3]), v5, byte);
+        let sub_id = "subscription identifier in a client's PUBLISH";
+        protocol_error(&publish_v5(&[0x0B, 1]), v5, sub_id);
+        let no_method = "authentication data without a method";
+        protocol_error(&connect_v5(&[0x16, 0, 0]), v5, no_method);
+        assert!(decode(&connect_v5(&[0x15, 0, 1, b'm', 0x16, 0, 0]), v5).is_ok());
+    }
+
+    #[test]
+    fn property_blocks_are_bounded() {
+        // The property length runs past the packet.
+        let body = [0, 1, b't', 10, 0x01, 0];
+        malformed(&packet(0x30, &body), Protocol::V5, TRUNCATED_WHY);
+        // A property runs past its block (into the payload).
+        let body = [0, 1, b't', 2, 0x02, 0, 0, 0, 1];
+        malformed(&packet(0x30, &body), Protocol::V5, TRUNCATED_WHY);
+        // A string property runs past its block.
+        malformed(
+            &publish_v5(&[0x03, 0, 9, b'a']),
+            Protocol::V5,
+            TRUNCATED_WHY,
+        );
+    }
+
+    #[test]
+    fn subscribe_entries_are_checked() {
+        let (v311, v5) = (Protocol::V311, Protocol::V5);
+        let none = "SUBSCRIBE without a topic filter";
+        protocol_error(&[0x82, 2, 0, 1], v311, none);
+        protocol_error(&[0x82, 3, 0, 1, 0], v5, none);
+        let entry = |protocol: Protocol, options| {
+            let props: &[u8] = if protocol.is_v5() { &[0] } else { &[] };
+            let body = [&[0, 1][..], props, &[0, 1, b'a', options]].concat();
+            decode(&packet(0x82, &body), protocol).map(|_| ())
+        };
+        let reserved = Err(DecodeError::Malformed(
+            "reserved subscription option bits set",
+        ));
+        assert_eq!(entry(v311, 0x04), reserved);
+        assert_eq!(entry(v311, 0x02), Ok(()));
+        assert_eq!(entry(v5, 0x04), Ok(()));
+        assert_eq!(entry(v5, 0x40), reserved);
+        assert_eq!(entry(v5, 0x80), reserved);
+        assert_eq!(
+            entry(v5, 0x30),
+            Err(DecodeError::Protocol("retain handling 3"))
+        );
+        let qos3 = Err(DecodeError::Malformed("subscription with QoS 3"));
+        assert_eq!(entry(v311, 0x03), qos3);
+        assert_eq!(entry(v5, 0x03), qos3);
+        malformed(&[0x82, 5, 0, 1, 0, 1, b'a'], v311, TRUNCATED_WHY);
+    }
+
+    #[test]
+    fn unsubscribe_needs_a_filter() {
+        let why = "UNSUBSCRIBE without a topic filter";
+        protocol_error(&[0xA2, 2, 0, 1], Protocol::V311, why);
+        protocol_error(&[0xA2, 3, 0, 1, 0], Protocol::V5, why);
+        malformed(&[0xA2, 4, 0, 1, 0, 1], Protocol::V311, TRUNCATED_WHY);
+    }
+
+    #[test]
+    fn publish_needs_a_topic_or_an_alias() {
+        let why = "empty topic name without a topic alias";
+        protocol_error(&[0x30, 2, 0, 0], Protocol::V311, why);
+        protocol_error(&[0x30, 3, 0, 0, 0], Protocol::V5, why);
+    }
+
+    #[test]
+    fn reason_codes_must_fit_their_packet() {
+        let why = "reason code not defined for the packet";
+        protocol_error(&[0x40, 3, 0, 1, 0x92], Protocol::V5, why);
+        protocol_error(&[0x62, 3, 0, 1, 0x10], Protocol::V5, why);
+        protocol_error(&[0xE0, 1, 0x01], Protocol::V5, why);
+        protocol_error(&[0xF0, 2, 0x04, 0], Protocol::V5, why);
+        protocol_error(&[0x90, 3, 0, 1, 0x03], Protocol::V311, why);
+        protocol_error(&[0x90, 4, 0, 1, 0, 0x11], Protocol::V5, why);
+        protocol_error(&[0xB0, 4, 0, 1, 0, 0x01], Protocol::V5, why);
+        let none = "acknowledgement without reason codes";
+        protocol_error(&[0x90, 2, 0, 1], Protocol::V311, none);
+        protocol_error(&[0xB0, 3, 0, 1, 0], Protocol::V5, none);
+        let connack = "CONNACK code not defined";
+        protocol_error(&[0x20, 2, 0, 6], Protocol::V311, connack);
+        protocol_error(&[0x20, 3, 0, 0x01, 0], Protocol::V5, connack);
+        malformed(
+            &[0x20, 2, 0x02, 0],
+            Protocol::V311,
+            "reserved CONNACK flags set",
+        );
+        // AUTH has no short form with a reason code alone.
+        malformed(&[0xF0, 1, 0x18], Protocol::V5, TRUNCATED_WHY);
+    }
+
+    #[test]
+    fn every_error_has_its_reason_code() {
+        let cases = [
+            (DecodeError::Malformed("x"), 0x81),
+            (DecodeError::Protocol("x"), 0x82),
+            (DecodeError::TooLarge { size: 2, max: 1 }, 0x95),
+            (
+                DecodeError::UnsupportedProtocol {
+                    level: 9,
+                    name_ok: true,
+                },
+                0x84,
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.reason(), code, "{e}");
+        }
+        let too_large = DecodeError::TooLarge { size: 2, max: 1 };
+        assert_eq!(
+            too_large.to_string(),
+            "packet of 2 bytes exceeds the maximum of 1"
+        );
+    }
+
+    // ---- encoding errors and iterators --------------------------------------------------
+
+    #[test]
+    fn oversized_fields_do_not_encode_and_leave_out_alone() {
+        let long = "x".repeat(65_536);
+        let p = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: &long,
+            packet_id: 0,
+            properties: Properties::default(),
+            subscription_ids: &[],
+            payload: b"",
+        });
+        let mut out = vec![1, 2];
+        assert_eq!(
+            encode(&p, Protocol::V311, &mut out),
+            Err(EncodeError::TooLarge)
+        );
+        assert_eq!(out, [1, 2]);
+        assert_eq!(encoded_len(&p, Protocol::V311), Err(EncodeError::TooLarge));
+        assert_eq!(
+            encode_user_properties([("a", "b"), ("c", long.as_str())], &mut out),
+            Err(EncodeError::TooLarge)
+        );
+        assert_eq!(out, [1, 2]);
+        let Packet::Publish(mut p) = p else {
+            unreachable!()
+        };
+        p.topic = &long[..65_535];
+        assert_eq!(
+            encoded_len(&Packet::Publish(p), Protocol::V311),
+            Ok(1 + 3 + 65_537)
+        );
+        p.subscription_ids = &[MAX_REMAINING_LENGTH + 1];
+        let e = encode(&Packet::Publish(p), Protocol::V5, &mut out);
+        assert_eq!((e, out.len()), (Err(EncodeError::TooLarge), 2));
+    }
+
+    #[test]
+    fn remaining_length_over_the_maximum_does_not_encode() {
+        // Zeroed pages: measuring does not touch them.
+        let payload = vec![0u8; MAX_REMAINING_LENGTH as usize - 2];
+        let mut p = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "",
+            packet_id: 0,
+            properties: Properties::default(),
+            subscription_ids: &[],
+            payload: &payload,
+        };
+        let at_max = encoded_len(&Packet::Publish(p), Protocol::V311);
+        assert_eq!(at_max, Ok(5 + MAX_REMAINING_LENGTH as usize));
+        p.topic = "t";
+        let mut out = Vec::new();
+        let e = encode(&Packet::Publish(p), Protocol::V311, &mut out);
+        assert_eq!((e, out.capacity()), (Err(EncodeError::TooLarge), 0));
+    }
+
+    #[test]
+    fn iterators_stop_on_bytes_the_decoder_did_not_check() {
+        let user = |block: &'static [u8]| UserProperties { block }.iter().collect::<Vec<_>>();
+        assert_eq!(user(&[0x26, 0, 5, b'a']), []);
+        assert_eq!(user(&[0x26, 0, 1, b'a', 0, 0, 0x26]), [("a", "")]);
+        assert_eq!(
+            user(&[0x02, 0, 0, 0, 1, 0x26, 0, 0, 0, 1, b'b']),
+            [("", "b")]
+        );
+        assert_eq!(user(&[0x99, 0x26, 0, 0, 0, 0]), []);
+        assert!(UserProperties {
+            block: &[0x02, 0, 0, 0, 1]
+        }
+        .is_empty());
+        assert!(UserProperties::default().is_empty());
+        #[rustfmt::skip]
+        let subscribe = SubscribeFilters {
+            payload: &[0, 1, b'a', 0x01, 0, 1, b'b', 0x03, 0, 1, b'c', 0],
+        };
+        assert_eq!(subscribe.iter().map(|(f, _)| f).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(subscribe.len(), 1);
+        let unsubscribe = UnsubscribeFilters {
+            payload: &[0, 1, b'a', 0, 5, b'b'],
+        };
+        assert_eq!(unsubscribe.iter().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(UnsubscribeFilters { payload: &[0] }.len(), 0);
+        assert!(UnsubscribeFilters { payload: &[0xFF] }.is_empty());
+        // Every string of up to two bytes (the fuzz target does longer ones): no panic, and
+        // never more items than bytes.
+        for len in 0..=2 {
+            for n in 0..(1u32 << (8 * len)) {
+                let bytes = &n.to_le_bytes()[..len];
+                assert!(UserProperties { block: bytes }.iter().count() <= len);
+                assert!(SubscribeFilters { payload: bytes }.len() <= len);
+                assert!(UnsubscribeFilters { payload: bytes }.len() <= len);
+            }
+        }
+    }
+}

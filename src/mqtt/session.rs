@@ -983,3 +983,431 @@ enum Response {
     Rel,
     Comp,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::packet::{SubscribeFilters, UnsubscribeFilters, UserProperties, Will};
+
+    fn config() -> SessionConfig {
+        SessionConfig {
+            max_packet_bytes: 1 << 20,
+            receive_maximum: 2,
+            max_inflight: 2,
+            topic_alias_maximum: 4,
+            max_topic_levels: 8,
+            max_keep_alive_secs: 0,
+            max_session_expiry_secs: u32::MAX,
+        }
+    }
+
+    fn connect(protocol: Protocol, client_id: &str, clean: bool, keep_alive: u16) -> Connect<'_> {
+        Connect {
+            protocol,
+            clean_start: clean,
+            keep_alive,
+            properties: Properties::default(),
+            client_id,
+            will: None,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// Decodes everything the session queued for the client.
+    fn sent(s: &mut Session) -> Vec<String> {
+        let bytes = std::mem::take(s.transmit());
+        let protocol = s.protocol();
+        let mut out = Vec::new();
+        let mut rest = &bytes[..];
+        while let Some(len) = codec::frame_len(rest, u32::MAX).unwrap() {
+            out.push(format!(
+                "{:?}",
+                codec::decode(&rest[..len], protocol).unwrap()
+            ));
+            rest = &rest[len..];
+        }
+        assert!(rest.is_empty());
+        out
+    }
+
+    /// A session through CONNECT/CONNACK.
+    fn connected(protocol: Protocol) -> (Session, Instant) {
+        let now = Instant::now();
+        let mut s = Session::new(config(), now);
+        s.handle_packet(Packet::Connect(connect(protocol, "c1", true, 10)), now)
+            .unwrap();
+        assert!(matches!(s.poll_action(), Some(Action::Connect(_))));
+        s.connected(SessionId(1), false, SessionState::default(), now);
+        let acks = sent(&mut s);
+        assert!(acks[0].starts_with("ConnAck"), "{acks:?}");
+        (s, now)
+    }
+
+    fn publish(topic: &str, qos: QoS, pid: u16) -> Packet<'_> {
+        Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic,
+            packet_id: pid,
+            properties: Properties::default(),
+            subscription_ids: &[],
+            payload: b"x",
+        })
+    }
+
+    fn delivery(topic: &str, qos: QoS) -> Delivery {
+        let msg = Message {
+            topic: topic.into(),
+            payload: bytes::Bytes::from_static(b"m"),
+            qos,
+            retain: false,
+            props: None,
+            received_ms: crate::log::now_ms(),
+            expiry_secs: None,
+            publisher: None,
+        };
+        Delivery {
+            msg: std::sync::Arc::new(msg),
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+            seq: None,
+            packet_id: 0,
+            released: false,
+        }
+    }
+
+    #[test]
+    fn first_packet_must_be_connect() {
+        // [MQTT-3.1.0-1]
+        let now = Instant::now();
+        let mut s = Session::new(config(), now);
+        let close = s.handle_packet(Packet::PingReq, now).unwrap_err();
+        assert!(!close.publish_will);
+        assert!(
+            sent(&mut s).is_empty(),
+            "no CONNACK for a non-CONNECT first packet"
+        );
+    }
+
+    #[test]
+    fn second_connect_is_a_protocol_error() {
+        // [MQTT-3.1.0-2]
+        let (mut s, now) = connected(Protocol::V5);
+        let close = s
+            .handle_packet(Packet::Connect(connect(Protocol::V5, "c1", true, 0)), now)
+            .unwrap_err();
+        assert_eq!(close.reason, reason::PROTOCOL_ERROR);
+        assert!(
+            sent(&mut s)[0].contains("reason: 130"),
+            "v5 gets DISCONNECT 0x82"
+        );
+    }
+
+    #[test]
+    fn empty_client_id_rules() {
+        let now = Instant::now();
+        // [MQTT-3.1.3-8]: v3.1.1 empty id with a persistent session → identifier rejected (2).
+        let mut s = Session::new(config(), now);
+        let close = s
+            .handle_packet(Packet::Connect(connect(Protocol::V311, "", false, 0)), now)
+            .unwrap_err();
+        assert_eq!(close.reason, 2);
+        assert!(sent(&mut s)[0].contains("code: 2"));
+        // [MQTT-3.1.3-6] / [MQTT-3.2.2-16]: v5 gets an assigned id, returned in CONNACK.
+        let mut s = Session::new(config(), now);
+        s.handle_packet(Packet::Connect(connect(Protocol::V5, "", true, 0)), now)
+            .unwrap();
+        let Some(Action::Connect(info)) = s.poll_action() else {
+            panic!("connect action expected");
+        };
+        assert!(info.assigned && info.client_id.starts_with("outpost-"));
+        s.connected(SessionId(1), false, SessionState::default(), now);
+        assert!(sent(&mut s)[0].contains(&info.client_id));
+    }
+
+    #[test]
+    fn qos1_is_acknowledged_only_when_the_broker_says_stored() {
+        // [MQTT-4.3.2-2] with Outpost's rule: PUBACK after the commit.
+        let (mut s, now) = connected(Protocol::V311);
+        s.handle_packet(publish("a/b", QoS::AtLeastOnce, 7), now)
+            .unwrap();
+        assert!(matches!(
+            s.poll_action(),
+            Some(Action::Publish { packet_id: 7, .. })
+        ));
+        assert!(sent(&mut s).is_empty(), "no PUBACK before the commit");
+        s.published(7, QoS::AtLeastOnce, 0);
+        assert!(sent(&mut s)[0].starts_with("PubAck"));
+    }
+
+    #[test]
+    fn qos2_duplicate_is_not_a_new_message() {
+        // [MQTT-4.3.3-9]: until PUBREL, a PUBLISH with the same packet id is the same message.
+        let (mut s, now) = connected(Protocol::V5);
+        s.handle_packet(publish("a", QoS::ExactlyOnce, 9), now)
+            .unwrap();
+        assert!(matches!(s.poll_action(), Some(Action::Publish { .. })));
+        s.published(9, QoS::ExactlyOnce, 0);
+        assert!(sent(&mut s)[0].starts_with("PubRec"));
+        s.handle_packet(publish("a", QoS::ExactlyOnce, 9), now)
+            .unwrap();
+        assert!(
+            s.poll_action().is_none(),
+            "duplicate must not be stored again"
+        );
+        assert!(sent(&mut s)[0].starts_with("PubRec"), "PUBREC repeated");
+        s.handle_packet(
+            Packet::PubRel(PubResponse {
+                packet_id: 9,
+                reason: 0,
+                properties: Properties::default(),
+            }),
+            now,
+        )
+        .unwrap();
+        assert!(sent(&mut s)[0].starts_with("PubComp"));
+        assert!(s.qos2_pending().is_empty());
+        // After PUBCOMP the id is free: the same id is a new message.
+        s.handle_packet(publish("a", QoS::ExactlyOnce, 9), now)
+            .unwrap();
+        assert!(matches!(s.poll_action(), Some(Action::Publish { .. })));
+    }
+
+    #[test]
+    fn receive_maximum_exceeded_disconnects() {
+        // [MQTT-3.3.4-9]: more unacknowledged QoS 1/2 publishes than Receive Maximum (2 here).
+        let (mut s, now) = connected(Protocol::V5);
+        s.handle_packet(publish("a", QoS::AtLeastOnce, 1), now)
+            .unwrap();
+        s.handle_packet(publish("a", QoS::AtLeastOnce, 2), now)
+            .unwrap();
+        let close = s
+            .handle_packet(publish("a", QoS::AtLeastOnce, 3), now)
+            .unwrap_err();
+        assert_eq!(close.reason, reason::RECEIVE_MAXIMUM_EXCEEDED);
+    }
+
+    #[test]
+    fn wildcard_topic_name_is_refused() {
+        // [MQTT-3.3.2-2]
+        let (mut s, now) = connected(Protocol::V5);
+        let close = s
+            .handle_packet(publish("a/+", QoS::AtMostOnce, 0), now)
+            .unwrap_err();
+        assert_eq!(close.reason, reason::TOPIC_NAME_INVALID);
+    }
+
+    #[test]
+    fn inbound_topic_alias_is_resolved_and_checked() {
+        // [MQTT-3.3.2-12]: an alias set with a topic stands for it afterwards.
+        let (mut s, now) = connected(Protocol::V5);
+        let mut p = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "long/topic",
+            packet_id: 0,
+            properties: Properties {
+                topic_alias: Some(3),
+                ..Properties::default()
+            },
+            subscription_ids: &[],
+            payload: b"1",
+        };
+        s.handle_packet(Packet::Publish(p), now).unwrap();
+        p.topic = "";
+        s.handle_packet(Packet::Publish(p), now).unwrap();
+        let topics: Vec<String> = std::iter::from_fn(|| s.poll_action())
+            .map(|a| match a {
+                Action::Publish { msg, .. } => msg.topic.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(topics, ["long/topic", "long/topic"]);
+        // [MQTT-3.3.2-10]: an alias above Topic Alias Maximum (4) is an error.
+        p.properties.topic_alias = Some(5);
+        let close = s.handle_packet(Packet::Publish(p), now).unwrap_err();
+        assert_eq!(close.reason, reason::TOPIC_ALIAS_INVALID);
+    }
+
+    #[test]
+    fn keep_alive_is_one_and_a_half_times() {
+        // [MQTT-3.1.2-24]
+        let (mut s, now) = connected(Protocol::V311);
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(15)));
+        assert!(s.handle_timeout(now + Duration::from_secs(14)).is_ok());
+        s.handle_packet(Packet::PingReq, now + Duration::from_secs(14))
+            .unwrap();
+        assert!(sent(&mut s)[0].starts_with("PingResp"));
+        assert!(s.handle_timeout(now + Duration::from_secs(20)).is_ok());
+        let close = s.handle_timeout(now + Duration::from_secs(29)).unwrap_err();
+        assert_eq!(close.reason, reason::KEEP_ALIVE_TIMEOUT);
+        assert!(close.publish_will);
+    }
+
+    #[test]
+    fn outbound_window_and_qos2_flow() {
+        let (mut s, now) = connected(Protocol::V5);
+        let _ = now;
+        assert_eq!(s.send_quota(), 2);
+        s.deliver(delivery("t", QoS::ExactlyOnce), crate::log::now_ms());
+        s.deliver(delivery("t", QoS::AtLeastOnce), crate::log::now_ms());
+        assert_eq!(s.send_quota(), 0, "window of max_inflight = 2 is full");
+        let out = sent(&mut s);
+        assert!(
+            out[0].contains("packet_id: 1") && out[1].contains("packet_id: 2"),
+            "{out:?}"
+        );
+        let resp = |packet_id| PubResponse {
+            packet_id,
+            reason: 0,
+            properties: Properties::default(),
+        };
+        s.handle_packet(Packet::PubAck(resp(2)), now).unwrap();
+        assert!(matches!(s.poll_action(), Some(Action::Done(_))));
+        s.handle_packet(Packet::PubRec(resp(1)), now).unwrap();
+        assert!(sent(&mut s)[0].starts_with("PubRel"));
+        assert_eq!(s.send_quota(), 1, "QoS 2 holds its slot until PUBCOMP");
+        s.handle_packet(Packet::PubComp(resp(1)), now).unwrap();
+        assert!(matches!(s.poll_action(), Some(Action::Done(_))));
+        assert_eq!(s.send_quota(), 2);
+    }
+
+    #[test]
+    fn unacknowledged_messages_are_resent_with_dup_on_resume() {
+        // [MQTT-4.4.0-1]: on a resumed session, unacknowledged PUBLISH again with DUP, PUBREL
+        // again for those already PUBREC'd.
+        let (mut s, now) = connected(Protocol::V311);
+        s.deliver(delivery("t", QoS::AtLeastOnce), crate::log::now_ms());
+        s.deliver(delivery("t", QoS::ExactlyOnce), crate::log::now_ms());
+        let _ = sent(&mut s);
+        s.handle_packet(
+            Packet::PubRec(PubResponse {
+                packet_id: 2,
+                reason: 0,
+                properties: Properties::default(),
+            }),
+            now,
+        )
+        .unwrap();
+        let state = s.into_state();
+        assert_eq!(state.inflight.len(), 2);
+        let mut s2 = Session::new(config(), now);
+        s2.handle_packet(
+            Packet::Connect(connect(Protocol::V311, "c1", false, 0)),
+            now,
+        )
+        .unwrap();
+        let _ = s2.poll_action();
+        s2.connected(SessionId(1), true, state, now);
+        let out = sent(&mut s2);
+        assert!(out[0].contains("session_present: true"));
+        assert!(
+            out[1].starts_with("Publish") && out[1].contains("dup: true"),
+            "{out:?}"
+        );
+        assert!(
+            out[2].starts_with("PubRel") && out[2].contains("packet_id: 2"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn outbound_topic_alias_is_used_for_repeats() {
+        let now = Instant::now();
+        let mut s = Session::new(config(), now);
+        let mut c = connect(Protocol::V5, "c1", true, 0);
+        c.properties.topic_alias_maximum = Some(1);
+        s.handle_packet(Packet::Connect(c), now).unwrap();
+        let _ = s.poll_action();
+        s.connected(SessionId(1), false, SessionState::default(), now);
+        let _ = sent(&mut s);
+        let now_ms = crate::log::now_ms();
+        for topic in ["x/y", "x/y", "other"] {
+            s.deliver(delivery(topic, QoS::AtMostOnce), now_ms);
+        }
+        let out = sent(&mut s);
+        assert!(out[0].contains("topic: \"x/y\"") && out[0].contains("topic_alias: Some(1)"));
+        assert!(out[1].contains("topic: \"\"") && out[1].contains("topic_alias: Some(1)"));
+        // All aliases used: a new topic goes out in full, without one.
+        assert!(out[2].contains("topic: \"other\"") && out[2].contains("topic_alias: None"));
+    }
+
+    #[test]
+    fn disconnect_decides_the_will() {
+        // [MQTT-3.14.4-3]: normal DISCONNECT discards the will; 0x04 publishes it.
+        for (code, publish) in [(0u8, false), (reason::DISCONNECT_WITH_WILL, true)] {
+            let now = Instant::now();
+            let mut s = Session::new(config(), now);
+            let mut c = connect(Protocol::V5, "c1", true, 0);
+            c.will = Some(Will {
+                topic: "w",
+                payload: b"gone",
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Properties::default(),
+            });
+            s.handle_packet(Packet::Connect(c), now).unwrap();
+            let _ = s.poll_action();
+            s.connected(SessionId(1), false, SessionState::default(), now);
+            let close = s
+                .handle_packet(
+                    Packet::Disconnect(Disconnect {
+                        reason: code,
+                        properties: Properties::default(),
+                    }),
+                    now,
+                )
+                .unwrap_err();
+            assert_eq!(close.publish_will, publish);
+            assert_eq!(&s.take_will().unwrap().msg.payload[..], b"gone");
+        }
+    }
+
+    #[test]
+    fn disconnect_cannot_give_expiry_to_a_session_without() {
+        // [MQTT-3.14.2-2]
+        let (mut s, now) = connected(Protocol::V5);
+        let close = s
+            .handle_packet(
+                Packet::Disconnect(Disconnect {
+                    reason: 0,
+                    properties: Properties {
+                        session_expiry_interval: Some(60),
+                        ..Properties::default()
+                    },
+                }),
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(close.reason, reason::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn shared_subscription_with_no_local_is_a_protocol_error() {
+        // [MQTT-3.8.3-4]
+        let (mut s, now) = connected(Protocol::V5);
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&[0, 12]);
+        payload.extend_from_slice(b"$share/g/a/b");
+        payload.push(0b0000_0101); // QoS 1, No Local
+        let close = s
+            .handle_packet(
+                Packet::Subscribe(Subscribe {
+                    packet_id: 1,
+                    properties: Properties::default(),
+                    filters: SubscribeFilters { payload: &payload },
+                }),
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(close.reason, reason::PROTOCOL_ERROR);
+        let _ = (
+            UnsubscribeFilters { payload: &[] },
+            UserProperties::default(),
+        );
+    }
+}

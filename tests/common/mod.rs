@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod mqtt;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -141,6 +143,33 @@ impl Broker {
             .unwrap_or_default()
     }
 
+    /// Port of the MQTT listener.
+    pub fn mqtt_port(&self) -> u16 {
+        self.mqtt_addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no MQTT port in {:?}", self.mqtt_addr))
+    }
+
+    /// The records of log topic `topic` from the beginning (at most `max`), as the CLI's JSON
+    /// objects (`topic`, `partition`, `offset`, `key`, `value`, `headers`).
+    pub fn consume_json(&self, topic: &str, max: u64) -> Vec<serde_json::Value> {
+        let max = max.to_string();
+        let out = self.cli_ok(&[
+            "consume",
+            topic,
+            "--from-beginning",
+            "--max",
+            &max,
+            "--format",
+            "json",
+        ]);
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+            .collect()
+    }
+
     /// Runs the CLI against this broker.
     pub fn cli(&self, args: &[&str]) -> Output {
         cli_with_stdin(&self.addr, args, None)
@@ -232,4 +261,134 @@ pub fn records_from(batches: &[u8], from: u64) -> Vec<(u64, Vec<u8>)> {
     })
     .expect("fetched batches decode");
     out
+}
+
+/// The value of header `key` of a record printed by `consume --format json`.
+pub fn header<'a>(record: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    record["headers"]
+        .as_array()?
+        .iter()
+        .find(|h| h["key"] == key)
+        .and_then(|h| h["value"].as_str())
+}
+
+/// A spawned helper process (a client under test), killed and reaped on drop; its stdout
+/// lines arrive on a channel so every wait for output is bounded.
+pub struct Proc {
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    /// Every stdout line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with piped stdout and stderr.
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+            s
+        });
+        Proc {
+            child: Some(child),
+            lines,
+            stderr: Some(stderr),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Reads stdout lines until one satisfies `want`; panics after `timeout` or at EOF.
+    pub fn wait_line(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no expected output line within {timeout:?} ({e}); stdout so far: {:?}; stderr: {}",
+                    self.seen,
+                    self.stderr_now()
+                ),
+            }
+        }
+    }
+
+    /// Waits for the exit (bounded), then returns (status, every stdout line, stderr).
+    pub fn finish(mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>, String) {
+        let mut child = self.child.take().unwrap();
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "process did not exit within {timeout:?}; stdout: {:?}",
+                    self.seen
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends at EOF, which follows the exit.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        let stderr = self.stderr_now();
+        (status, std::mem::take(&mut self.seen), stderr)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn stderr_now(&mut self) -> String {
+        match self.stderr.take() {
+            Some(h) if h.is_finished() => h.join().unwrap_or_default(),
+            Some(h) => {
+                self.stderr = Some(h);
+                "(still running)".to_owned()
+            }
+            None => String::new(),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
 }
