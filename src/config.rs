@@ -59,8 +59,11 @@ pub const DEFAULT_MQTT_MAX_PACKET_BYTES: u32 = 1 << 20;
 pub const DEFAULT_MQTT_RECEIVE_MAXIMUM: u16 = 256;
 /// Default QoS 1/2 messages the broker has unacknowledged towards one client.
 pub const DEFAULT_MQTT_MAX_INFLIGHT: u16 = 64;
-/// Default messages queued for one session (online but slow, or offline and persistent).
+/// Default QoS 1/2 messages queued for one session (online but slow, or offline and
+/// persistent), as Mosquitto's `max_queued_messages`.
 pub const DEFAULT_MQTT_MAX_QUEUED: u32 = 1000;
+/// Default QoS 0 messages queued for one online session.
+pub const DEFAULT_MQTT_MAX_QUEUED_QOS0: u32 = 10_000;
 /// Default most topic levels in a topic name or filter.
 pub const DEFAULT_MQTT_MAX_TOPIC_LEVELS: u32 = 32;
 /// Default v5 Topic Alias Maximum announced to clients.
@@ -108,9 +111,12 @@ pub struct MqttConfig {
     /// QoS 1/2 messages the broker keeps unacknowledged towards one client (the smaller of
     /// this and the client's Receive Maximum).
     pub max_inflight: u16,
-    /// Messages queued for one session beyond its in-flight window; see the overflow rule in
-    /// the default config.
+    /// QoS 1/2 messages queued for one session beyond its in-flight window; see the overflow
+    /// rule in the default config.
     pub max_queued_messages: u32,
+    /// QoS 0 messages queued for one online session (a slow reader); beyond it they are
+    /// dropped and counted.
+    pub max_queued_qos0_messages: u32,
     /// Most levels in a topic name or filter.
     pub max_topic_levels: u32,
     /// v5 Topic Alias Maximum announced to clients (0 disables inbound aliases).
@@ -263,6 +269,7 @@ impl Default for MqttConfig {
             receive_maximum: DEFAULT_MQTT_RECEIVE_MAXIMUM,
             max_inflight: DEFAULT_MQTT_MAX_INFLIGHT,
             max_queued_messages: DEFAULT_MQTT_MAX_QUEUED,
+            max_queued_qos0_messages: DEFAULT_MQTT_MAX_QUEUED_QOS0,
             max_topic_levels: DEFAULT_MQTT_MAX_TOPIC_LEVELS,
             topic_alias_maximum: DEFAULT_MQTT_TOPIC_ALIAS_MAXIMUM,
             max_session_expiry_secs: u32::MAX,
@@ -409,11 +416,14 @@ max_packet_bytes = 1048576
 receive_maximum = 256
 # QoS 1/2 messages the broker keeps unacknowledged towards one client.
 max_inflight = 64
-# Messages waiting for one session beyond its in-flight window (a slow subscriber, or an
-# offline persistent session). When the queue is full a new message for that session is
-# dropped and counted ($SYS/broker/messages/dropped), whatever its QoS: memory stays bounded,
-# and the message is still in the log. QoS 0 messages are not queued for offline sessions.
+# QoS 1/2 messages waiting for one session beyond its in-flight window (a slow subscriber, or
+# an offline persistent session), as Mosquitto's max_queued_messages. When that queue is full
+# a new message for the session is dropped and counted ($SYS/broker/messages/dropped): memory
+# stays bounded, and the message is still in the log.
 max_queued_messages = 1000
+# QoS 0 messages waiting for one online session that reads slower than they arrive; beyond
+# this they are dropped and counted. QoS 0 messages are not queued for offline sessions.
+max_queued_qos0_messages = 10000
 # Most levels in a topic name or filter.
 max_topic_levels = 32
 # v5 Topic Alias Maximum announced to clients (0: no inbound topic aliases).
@@ -524,8 +534,10 @@ impl Config {
                 "use a positive number, e.g. 256 and 64",
             ),
             (
-                mqtt.max_connections == 0 || mqtt.max_queued_messages == 0,
-                "mqtt.max_connections / mqtt.max_queued_messages",
+                mqtt.max_connections == 0
+                    || mqtt.max_queued_messages == 0
+                    || mqtt.max_queued_qos0_messages == 0,
+                "mqtt.max_connections / mqtt.max_queued_messages / mqtt.max_queued_qos0_messages",
                 "is 0",
                 "use a positive number",
             ),

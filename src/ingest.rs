@@ -265,12 +265,14 @@ fn render<'t>(template: &[Part], mqtt_topic: &'t str) -> Cow<'t, str> {
     Cow::Owned(out)
 }
 
-/// Encodes `msg` as one record into `builder` (cleared first) and returns the batch.
-pub fn encode_record(
+/// Adds `msg` as one record to `builder`; when the builder's batch is full it is finished
+/// into `records` first.
+pub fn push_record(
     msg: &Message,
     key: Option<&[u8]>,
     builder: &mut BatchBuilder,
-) -> Result<PendingRecords, BatchError> {
+    records: &mut PendingRecords,
+) -> Result<(), BatchError> {
     const QOS: [&[u8]; 3] = [b"0", b"1", b"2"];
     let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(4);
     headers.push((HEADER_TOPIC, Some(msg.topic.as_bytes())));
@@ -297,17 +299,17 @@ pub fn encode_record(
             headers.push((k, Some(v.as_bytes())));
         }
     }
-    builder.clear();
     let ts = i64::try_from(msg.received_ms).unwrap_or(i64::MAX);
     if builder.push(ts, key, Some(&msg.payload), &headers)? == Push::Full {
+        builder.finish_into(&mut records.batches);
         // An empty builder takes any record up to MAX_BATCH_BYTES (64 MiB, far above any
-        // accepted packet) even past max_batch_bytes; Full here would be a builder bug.
-        return Err(BatchError::RecordCountMismatch);
+        // accepted packet), even past max_batch_bytes.
+        if builder.push(ts, key, Some(&msg.payload), &headers)? == Push::Full {
+            return Err(BatchError::RecordCountMismatch);
+        }
     }
-    let mut pending = PendingRecords::default();
-    builder.finish_into(&mut pending.batches);
-    pending.records = 1;
-    Ok(pending)
+    records.records += 1;
+    Ok(())
 }
 
 #[cfg(test)]

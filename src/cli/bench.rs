@@ -5,6 +5,8 @@
 //! bytes per request, until `--records` records are acknowledged. It reports records/s, MB/s
 //! and the ack latency of requests (p50/p99/p99.9, from send to ack), with a progress bar on
 //! stderr. Numbers are for comparing configurations on one machine, not absolute.
+//!
+//! `mqtt` and `mqtt-idle` load any MQTT broker: see [`super::bench_mqtt`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +28,10 @@ pub enum BenchCommand {
     Produce(ProduceBench),
     /// Read a topic from the beginning and report throughput.
     Consume(ConsumeBench),
+    /// Publish (and subscribe) over MQTT and report rates and latencies.
+    Mqtt(super::bench_mqtt::MqttBench),
+    /// Hold many idle MQTT connections open, for a broker's memory per connection.
+    MqttIdle(super::bench_mqtt::MqttIdleBench),
 }
 
 /// Arguments of `bench produce`.
@@ -79,6 +85,8 @@ pub async fn run(broker: &str, cmd: BenchCommand) -> Result<(), CliError> {
     match cmd {
         BenchCommand::Produce(b) => produce(broker, b).await,
         BenchCommand::Consume(b) => consume(broker, b).await,
+        BenchCommand::Mqtt(b) => super::bench_mqtt::run(b).await,
+        BenchCommand::MqttIdle(b) => super::bench_mqtt::run_idle(b).await,
     }
 }
 

@@ -5,6 +5,7 @@
 //! Errors print as one line naming the problem and the fix; the exit code is 1.
 
 pub mod bench;
+pub mod bench_mqtt;
 pub mod config;
 pub mod consume;
 pub mod produce;
@@ -62,6 +63,9 @@ pub enum CliError {
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] crate::server::ServeError),
+    /// An MQTT bench failed.
+    #[error(transparent)]
+    MqttBench(#[from] bench_mqtt::MqttBenchError),
     /// stdin/stdout failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

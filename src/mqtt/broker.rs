@@ -48,7 +48,9 @@ use crate::config::MqttConfig;
 use crate::ingest::{self, Destination, Ingest};
 use crate::log::batch::{BatchBuilder, Compression};
 use crate::log::tables::StateTable;
-use crate::log::{AppendError, Appended, Log, Pending, StateError, StateOp, Target};
+use crate::log::{
+    AppendError, Appended, Log, Pending, PendingRecords, StateError, StateOp, Target,
+};
 
 /// How long a new connection waits for the one it takes a session over from to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -73,7 +75,8 @@ pub struct MqttStats {
 /// Settings the broker applies.
 #[derive(Debug, Clone)]
 struct Limits {
-    max_queued: usize,
+    /// `[QoS 0, QoS 1/2]` deliveries one session may hold.
+    max_queued: [usize; 2],
     max_retained: usize,
     max_topic_levels: usize,
     batch_max_bytes: usize,
@@ -97,7 +100,8 @@ pub struct Slot {
 #[derive(Debug, Default)]
 struct SlotState {
     queue: VecDeque<Delivery>,
-    reserved: usize,
+    /// Deliveries queued or reserved: `[QoS 0, QoS 1/2]`, each bounded separately.
+    held: [usize; 2],
     owner: Option<u64>,
     kick: Option<u8>,
     parked: SessionState,
@@ -137,7 +141,10 @@ impl Slot {
         if head.qos != QoS::AtMostOnce && quota == 0 {
             return None;
         }
-        s.queue.pop_front()
+        let d = s.queue.pop_front()?;
+        let class = class(d.qos);
+        s.held[class] = s.held[class].saturating_sub(1);
+        Some(d)
     }
 
     /// The reason the owning connection must close, if it was kicked.
@@ -149,23 +156,24 @@ impl Slot {
         }
     }
 
-    /// Reserves a queue place; false when the queue is full.
-    fn reserve(&self, max: usize) -> bool {
+    /// Reserves a queue place for a delivery at `qos`; false when that class is full.
+    fn reserve(&self, qos: QoS, max: [usize; 2]) -> bool {
         let mut s = self.lock();
-        if s.ended || s.queue.len() + s.reserved >= max {
+        let class = class(qos);
+        if s.ended || s.held[class] >= max[class] {
             return false;
         }
-        s.reserved += 1;
+        s.held[class] += 1;
         true
     }
 
-    fn fill(&self, d: Option<Delivery>) {
+    /// Fills a reserved place (`Some`) or gives it back (`None`).
+    fn fill(&self, qos: QoS, d: Option<Delivery>) {
         let mut s = self.lock();
-        s.reserved = s.reserved.saturating_sub(1);
-        if let Some(d) = d {
-            if !s.ended {
-                s.queue.push_back(d);
-            }
+        let class = class(qos);
+        match d {
+            Some(d) if !s.ended => s.queue.push_back(d),
+            _ => s.held[class] = s.held[class].saturating_sub(1),
         }
         drop(s);
         self.notify.notify_one();
@@ -179,6 +187,11 @@ impl Slot {
             seq
         })
     }
+}
+
+/// Index of a QoS in `SlotState::held`.
+fn class(qos: QoS) -> usize {
+    usize::from(qos != QoS::AtMostOnce)
 }
 
 #[derive(Debug, Default)]
@@ -235,27 +248,43 @@ pub struct Published {
     /// v5 reason code to answer with on success (0, or 0x97 when a retained message could
     /// not be kept).
     success: u8,
+    qos: QoS,
 }
 
 #[derive(Debug)]
 enum Commit {
     Append(Pending<Appended, AppendError>),
     State(Pending<(), StateError>),
+    /// Stored by the commit of the previous QoS 1/2 message of the same connection (one
+    /// writer request for both).
+    WithPrevious,
+}
+
+/// Consecutive messages for one log partition, becoming one writer request.
+struct Group {
+    topic: String,
+    partition: u32,
+    records: PendingRecords,
+    ops: Vec<StateOp>,
+    /// Index of the group's first message in the results.
+    first: usize,
 }
 
 impl Published {
     /// Hands the deliveries to their sessions without waiting for the commit (QoS 0).
     pub fn deliver_now(self) {
         for (slot, d) in self.deliveries {
-            slot.fill(Some(d));
+            slot.fill(d.qos, Some(d));
         }
     }
 
     /// Waits for the commit; true when the message is stored (or nothing needed storing).
-    /// Cancel-safe: it can be polled again after being dropped unfinished.
-    pub async fn wait(&mut self) -> bool {
+    /// Cancel-safe: it can be polled again after being dropped unfinished. `previous` is the
+    /// result of the connection's previous QoS 1/2 message (for one stored with it).
+    pub async fn wait(&mut self, previous: bool) -> bool {
         match &mut self.pending {
             None => true,
+            Some(Commit::WithPrevious) => previous,
             Some(Commit::Append(p)) => match p.await {
                 Ok(_) => true,
                 Err(e) => {
@@ -271,7 +300,7 @@ impl Published {
     /// reason code for PUBACK/PUBREC (`Err` when the message is not stored).
     pub fn complete(self, stored: bool) -> Result<u8, u8> {
         for (slot, d) in self.deliveries {
-            slot.fill(stored.then_some(d));
+            slot.fill(d.qos, stored.then_some(d));
         }
         if stored {
             Ok(self.success)
@@ -286,7 +315,10 @@ impl Broker {
     pub fn open(log: Log, config: &MqttConfig, batch_max_bytes: usize) -> Result<Self, String> {
         let ingest = Ingest::from_config(config).map_err(|e| e.to_string())?;
         let limits = Limits {
-            max_queued: config.max_queued_messages as usize,
+            max_queued: [
+                config.max_queued_qos0_messages as usize,
+                config.max_queued_messages as usize,
+            ],
             max_retained: config.max_retained_messages as usize,
             max_topic_levels: config.max_topic_levels as usize,
             batch_max_bytes,
@@ -381,6 +413,7 @@ impl Broker {
             if d.packet_id != 0 {
                 s.parked.inflight.push(d);
             } else {
+                s.held[1] += 1;
                 s.queue.push_back(d);
             }
         }
@@ -558,6 +591,7 @@ impl Broker {
         let mut s = slot.lock();
         s.ended = true;
         s.queue.clear();
+        s.held = [0; 2];
         let will = s.will.take().map(|(w, _)| w);
         let persistent = Slot::persistent(&s);
         drop(s);
@@ -642,7 +676,7 @@ impl Broker {
         let msg = will.msg;
         let mut builder = BatchBuilder::new(Compression::None, self.inner.limits.batch_max_bytes);
         if let Ok(mut p) = self.publish(msg, &mut builder).await {
-            let stored = p.wait().await;
+            let stored = p.wait(true).await;
             let _ = p.complete(stored);
         }
     }
@@ -661,65 +695,160 @@ impl Broker {
         let _ = self.inner.log.enqueue_state(ops).await;
     }
 
-    /// Routes and stores a message (see the module doc). `Err` is a v5 reason code for
-    /// a message that could not even be queued (the log is shutting down).
+    /// Routes and stores one message; see [`Broker::publish_batch`].
     pub async fn publish(&self, msg: Message, builder: &mut BatchBuilder) -> Result<Published, u8> {
-        let stats = &self.inner.stats;
-        stats.messages_received.fetch_add(1, Ordering::Relaxed);
-        stats
-            .bytes_received
-            .fetch_add(msg.payload.len() as u64, Ordering::Relaxed);
-        let msg = Arc::new(msg);
-        let mut ops = Vec::new();
-        let mut success = reason::SUCCESS;
-        if msg.retain && !self.set_retained(&msg, true, &mut ops) {
-            success = reason::QUOTA_EXCEEDED;
+        self.publish_batch(vec![msg], builder)
+            .await
+            .pop()
+            .unwrap_or(Err(reason::UNSPECIFIED_ERROR))
+    }
+
+    /// Routes and stores messages of one connection, in order (see the module doc). One
+    /// result per message; `Err` is a v5 reason code for a message that was not stored.
+    ///
+    /// Consecutive messages bound for the same log partition become one writer request (one
+    /// set of batches): a client with many publishes in flight costs the writer one request
+    /// per read, not one per message. The first QoS 1/2 message of such a group holds the
+    /// commit; the following ones complete with it ([`Published::wait`] in FIFO order).
+    pub async fn publish_batch(
+        &self,
+        msgs: Vec<Message>,
+        builder: &mut BatchBuilder,
+    ) -> Vec<Result<Published, u8>> {
+        let mut out: Vec<Result<Published, u8>> = Vec::with_capacity(msgs.len());
+        let mut group: Option<Group> = None;
+        builder.clear();
+        for msg in msgs {
+            let stats = &self.inner.stats;
+            stats.messages_received.fetch_add(1, Ordering::Relaxed);
+            stats
+                .bytes_received
+                .fetch_add(msg.payload.len() as u64, Ordering::Relaxed);
+            let msg = Arc::new(msg);
+            let mut ops = Vec::new();
+            let mut success = reason::SUCCESS;
+            if msg.retain && !self.set_retained(&msg, true, &mut ops) {
+                success = reason::QUOTA_EXCEEDED;
+            }
+            let deliveries = self.route(&msg, &mut ops);
+            let published = Published {
+                pending: None,
+                deliveries,
+                success,
+                qos: msg.qos,
+            };
+            let (topic, key) = match self.inner.ingest.destination(&msg.topic) {
+                Destination::Log { topic, key } => (topic, key),
+                Destination::Skip => {
+                    self.flush_group(&mut group, builder, &mut out).await;
+                    out.push(self.commit_alone(published, ops).await);
+                    continue;
+                }
+            };
+            let target = key.map_or(Target::Any, Target::Key);
+            let partition = match self.inner.log.resolve_partition(&topic, target) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %topic, "MQTT publish not stored");
+                    self.cancel(published.deliveries);
+                    out.push(Err(reason::UNSPECIFIED_ERROR));
+                    continue;
+                }
+            };
+            if group
+                .as_ref()
+                .is_some_and(|g| g.topic != topic || g.partition != partition)
+            {
+                self.flush_group(&mut group, builder, &mut out).await;
+            }
+            let g = group.get_or_insert_with(|| Group {
+                topic: topic.into_owned(),
+                partition,
+                records: PendingRecords::default(),
+                ops: Vec::new(),
+                first: out.len(),
+            });
+            if let Err(e) = ingest::push_record(&msg, key, builder, &mut g.records) {
+                tracing::warn!(error = %e, "MQTT message does not fit a record");
+                self.cancel(published.deliveries);
+                out.push(Err(reason::PACKET_TOO_LARGE));
+                continue;
+            }
+            g.ops.append(&mut ops);
+            out.push(Ok(published));
         }
-        let deliveries = self.route(&msg, &mut ops);
-        let destination = self.inner.ingest.destination(&msg.topic);
-        let pending = match destination {
-            Destination::Log { topic, key } => match ingest::encode_record(&msg, key, builder) {
-                Ok(records) => {
-                    let target = key.map_or(Target::Any, Target::Key);
-                    match self
-                        .inner
-                        .log
-                        .enqueue_append_with_state(&topic, target, records, ops)
-                        .await
-                    {
-                        Ok(p) => Some(Commit::Append(p)),
-                        Err(e) => {
-                            tracing::warn!(error = %e, topic = %topic, "MQTT publish not stored");
-                            self.cancel(deliveries);
-                            return Err(reason::UNSPECIFIED_ERROR);
-                        }
+        self.flush_group(&mut group, builder, &mut out).await;
+        out
+    }
+
+    /// Queues one group's records (and state changes) and attaches the commit to its members.
+    async fn flush_group(
+        &self,
+        group: &mut Option<Group>,
+        builder: &mut BatchBuilder,
+        out: &mut [Result<Published, u8>],
+    ) {
+        let Some(mut g) = group.take() else {
+            return;
+        };
+        builder.finish_into(&mut g.records.batches);
+        let members = &mut out[g.first..];
+        if g.records.records == 0 {
+            return;
+        }
+        let result = self
+            .inner
+            .log
+            .enqueue_append_with_state(&g.topic, Target::Partition(g.partition), g.records, g.ops)
+            .await;
+        match result {
+            Ok(pending) => {
+                let mut pending = Some(pending);
+                for m in members.iter_mut().flatten() {
+                    if m.qos == QoS::AtMostOnce {
+                        continue;
+                    }
+                    m.pending = Some(match pending.take() {
+                        Some(p) => Commit::Append(p),
+                        None => Commit::WithPrevious,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %g.topic, "MQTT publish not stored");
+                for m in members.iter_mut() {
+                    if let Ok(p) = std::mem::replace(m, Err(reason::UNSPECIFIED_ERROR)) {
+                        self.cancel(p.deliveries);
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "MQTT message does not fit a record");
-                    self.cancel(deliveries);
-                    return Err(reason::PACKET_TOO_LARGE);
-                }
-            },
-            Destination::Skip if ops.is_empty() => None,
-            Destination::Skip => match self.inner.log.enqueue_state(ops).await {
-                Ok(p) => Some(Commit::State(p)),
-                Err(_) => {
-                    self.cancel(deliveries);
-                    return Err(reason::UNSPECIFIED_ERROR);
-                }
-            },
-        };
-        Ok(Published {
-            pending,
-            deliveries,
-            success,
-        })
+            }
+        }
+    }
+
+    /// A message not stored in the log: its state changes (queue rows, retained) commit alone.
+    async fn commit_alone(
+        &self,
+        mut published: Published,
+        ops: Vec<StateOp>,
+    ) -> Result<Published, u8> {
+        if ops.is_empty() {
+            return Ok(published);
+        }
+        match self.inner.log.enqueue_state(ops).await {
+            Ok(p) => {
+                published.pending = Some(Commit::State(p));
+                Ok(published)
+            }
+            Err(_) => {
+                self.cancel(published.deliveries);
+                Err(reason::UNSPECIFIED_ERROR)
+            }
+        }
     }
 
     fn cancel(&self, deliveries: Vec<(Arc<Slot>, Delivery)>) {
-        for (slot, _) in deliveries {
-            slot.fill(None);
+        for (slot, d) in deliveries {
+            slot.fill(d.qos, None);
         }
     }
 
@@ -746,7 +875,11 @@ impl Broker {
                 continue;
             };
             let qos = msg.qos.min(route.qos);
-            if !slot.reserve(self.inner.limits.max_queued) {
+            if qos == QoS::AtMostOnce && !slot.online.load(Ordering::Relaxed) {
+                // QoS 0 messages are not queued for offline sessions.
+                continue;
+            }
+            if !slot.reserve(qos, self.inner.limits.max_queued) {
                 self.inner
                     .stats
                     .messages_dropped
@@ -852,24 +985,27 @@ impl Broker {
                 .cloned()
                 .collect();
             for msg in matching {
-                if !slot.reserve(self.inner.limits.max_queued) {
+                let qos = msg.qos.min(max_qos);
+                if !slot.reserve(qos, self.inner.limits.max_queued) {
                     self.inner
                         .stats
                         .messages_dropped
                         .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let qos = msg.qos.min(max_qos);
-                slot.fill(Some(Delivery {
-                    msg,
+                slot.fill(
                     qos,
-                    // [MQTT-3.3.1-8]: retained messages sent on subscribe carry RETAIN.
-                    retain: true,
-                    sub_ids: id.into_iter().collect(),
-                    seq: None,
-                    packet_id: 0,
-                    released: false,
-                }));
+                    Some(Delivery {
+                        msg,
+                        qos,
+                        // [MQTT-3.3.1-8]: retained messages sent on subscribe carry RETAIN.
+                        retain: true,
+                        sub_ids: id.into_iter().collect(),
+                        seq: None,
+                        packet_id: 0,
+                        released: false,
+                    }),
+                );
             }
         }
         reasons
@@ -992,7 +1128,7 @@ impl Broker {
             let mut ops = Vec::new();
             self.set_retained(&msg, false, &mut ops);
             for (slot, d) in self.route(&msg, &mut ops) {
-                slot.fill(Some(d));
+                slot.fill(d.qos, Some(d));
             }
         }
     }

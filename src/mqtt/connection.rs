@@ -50,6 +50,10 @@ struct Waiting {
 
 struct Conn {
     broker: Broker,
+    /// Publishes read but not yet handed to the broker (see `perform`).
+    batch: Vec<(super::message::Message, u16)>,
+    /// Whether the last completed QoS 1/2 publish was stored (for `Commit::WithPrevious`).
+    last_stored: bool,
     session: Session,
     attached: Option<Attached>,
     waiting: VecDeque<Waiting>,
@@ -71,6 +75,8 @@ pub async fn serve(
     let peer = stream.peer_addr().ok();
     let mut conn = Conn {
         broker,
+        batch: Vec::new(),
+        last_stored: true,
         session: Session::new(config.session, Instant::now()),
         attached: None,
         waiting: VecDeque::new(),
@@ -126,6 +132,7 @@ impl Conn {
             let deadline = self.session.poll_timeout();
             let slot = self.attached.as_ref().map(|a| a.slot.clone());
             let has_waiting = !self.waiting.is_empty();
+            let last_stored = self.last_stored;
             let waiting = self.waiting.front_mut();
             tokio::select! {
                 read = read_some(&mut stream, &mut buf, max_packet) => {
@@ -149,8 +156,9 @@ impl Conn {
                                     break 'conn close;
                                 }
                                 // Actions in packet order: CONNECT must attach before the next
-                                // packet is handled.
-                                if let Err(close) = self.perform().await {
+                                // packet is handled. Publishes are gathered and handed over
+                                // together when the buffer runs dry (or another action comes).
+                                if let Err(close) = self.perform_gathering().await {
                                     break 'conn close;
                                 }
                             }
@@ -158,9 +166,13 @@ impl Conn {
                         }
                     }
                     buf.drain(..start);
+                    if let Err(close) = self.flush_publishes().await {
+                        break close;
+                    }
                 }
-                done = async { waiting.expect("guarded").published.wait().await }, if has_waiting => {
+                done = async { waiting.expect("guarded").published.wait(last_stored).await }, if has_waiting => {
                     let w = self.waiting.pop_front().expect("guarded by the branch condition");
+                    self.last_stored = done;
                     let result = w.published.complete(done);
                     match result {
                         Ok(code) => self.session.published(w.packet_id, w.qos, code),
@@ -206,9 +218,57 @@ impl Conn {
         Ok(())
     }
 
+    /// Performs the session's pending actions, keeping publishes back for
+    /// [`Conn::flush_publishes`].
+    async fn perform_gathering(&mut self) -> Result<(), Close> {
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::Publish { msg, packet_id } => self.batch.push((msg, packet_id)),
+                other => {
+                    self.flush_publishes().await?;
+                    self.perform_one(other).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the gathered publishes to the broker as one batch.
+    async fn flush_publishes(&mut self) -> Result<(), Close> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let ids: Vec<(u16, QoS)> = batch.iter().map(|(m, pid)| (*pid, m.qos)).collect();
+        let msgs = batch.into_iter().map(|(m, _)| m).collect();
+        let results = self.broker.publish_batch(msgs, &mut self.builder).await;
+        for ((packet_id, qos), result) in ids.into_iter().zip(results) {
+            match result {
+                Ok(p) if qos == QoS::AtMostOnce => p.deliver_now(),
+                Ok(published) => self.waiting.push_back(Waiting {
+                    packet_id,
+                    qos,
+                    published,
+                }),
+                Err(_) if qos == QoS::AtMostOnce => {}
+                Err(code) if self.session.protocol() == Protocol::V5 => {
+                    self.session.published(packet_id, qos, code)
+                }
+                // v3 has no negative PUBACK: close so the client re-sends.
+                Err(code) => return Err(self.session.close(code, true)),
+            }
+        }
+        Ok(())
+    }
+
     /// Performs the session's pending actions.
     async fn perform(&mut self) -> Result<(), Close> {
-        while let Some(action) = self.session.poll_action() {
+        self.perform_gathering().await?;
+        self.flush_publishes().await
+    }
+
+    async fn perform_one(&mut self, action: Action) -> Result<(), Close> {
+        {
             match action {
                 Action::Connect(info) => {
                     if self.refuse {
@@ -229,28 +289,20 @@ impl Conn {
                     }
                 }
                 Action::Publish { msg, packet_id } => {
-                    let qos = msg.qos;
-                    match self.broker.publish(msg, &mut self.builder).await {
-                        Ok(p) if qos == QoS::AtMostOnce => p.deliver_now(),
-                        Ok(published) => self.waiting.push_back(Waiting {
-                            packet_id,
-                            qos,
-                            published,
-                        }),
-                        Err(_) if qos == QoS::AtMostOnce => {}
-                        Err(code) if self.session.protocol() == Protocol::V5 => {
-                            self.session.published(packet_id, qos, code)
-                        }
-                        Err(code) => return Err(self.session.close(code, true)),
-                    }
+                    self.batch.push((msg, packet_id));
+                    self.flush_publishes().await?;
                 }
                 Action::Subscribe { packet_id, entries } => {
-                    let Some(a) = &self.attached else { continue };
+                    let Some(a) = &self.attached else {
+                        return Ok(());
+                    };
                     let reasons = self.broker.subscribe(&a.slot, &entries).await;
                     self.session.subscribed(packet_id, &reasons);
                 }
                 Action::Unsubscribe { packet_id, filters } => {
-                    let Some(a) = &self.attached else { continue };
+                    let Some(a) = &self.attached else {
+                        return Ok(());
+                    };
                     let reasons = self.broker.unsubscribe(&a.slot, &filters).await;
                     self.session.unsubscribed(packet_id, &reasons);
                 }
@@ -274,11 +326,15 @@ impl Conn {
     /// the parked session), then park or end the session.
     async fn finish(mut self, close: Close) {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
+        // Publishes read before the packet that ended the connection (typically a QoS 0
+        // PUBLISH followed by DISCONNECT in one segment) are valid: store and route them.
+        let _ = self.flush_publishes().await;
         while let Some(mut w) = self.waiting.pop_front() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let done = tokio::time::timeout(left, w.published.wait())
+            let done = tokio::time::timeout(left, w.published.wait(self.last_stored))
                 .await
                 .unwrap_or(false);
+            self.last_stored = done;
             if let Ok(code) = w.published.complete(done) {
                 self.session.published(w.packet_id, w.qos, code);
             }
