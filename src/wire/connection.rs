@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use super::handlers;
 use super::session::{Gate, Session};
 use crate::log::batch::{BatchBuilder, Compression, Push};
-use crate::log::{Log, PendingRecords, Target};
+use crate::log::{Appended, Log, PendingRecords, Target};
 use crate::shutdown::Shutdown;
 
 /// Bytes read from the socket at a time.
@@ -81,6 +81,7 @@ pub async fn serve(stream: TcpStream, log: Log, config: ConnConfig, shutdown: Sh
         replies: tx,
         inflight: Arc::new(Semaphore::new(config.max_inflight as usize)),
         builder: BatchBuilder::new(Compression::None, config.batch_max_bytes),
+        gather: None,
     };
     let result = conn.read_loop(&mut rd, &shutdown).await;
     if let Err(reason) = result {
@@ -125,6 +126,17 @@ struct Conn {
     replies: Replies,
     inflight: Arc<Semaphore>,
     builder: BatchBuilder,
+    /// Produces read together for one partition, not yet queued (see [`Conn::produce`]).
+    gather: Option<Gather>,
+}
+
+/// Consecutive produce requests of one read for the same partition: one writer request.
+struct Gather {
+    topic: String,
+    partition: u32,
+    records: PendingRecords,
+    /// (request id, ack mode, record count) of each produce, in order.
+    members: Vec<(u32, AckMode, u32)>,
 }
 
 impl Conn {
@@ -165,8 +177,15 @@ impl Conn {
         }
     }
 
-    /// Handles every complete frame in `buf`; returns the bytes consumed.
+    /// Handles every complete frame in `buf`; returns the bytes consumed. Produces gathered
+    /// on the way are queued before it returns.
     async fn process_buffer(&mut self, buf: &[u8]) -> Result<usize, &'static str> {
+        let result = self.process_frames(buf).await;
+        self.flush_gather().await;
+        result
+    }
+
+    async fn process_frames(&mut self, buf: &[u8]) -> Result<usize, &'static str> {
         let mut at = 0;
         loop {
             match codec::decode_frame(&buf[at..], self.config.max_frame_bytes) {
@@ -259,6 +278,10 @@ impl Conn {
     }
 
     async fn serve_request(&mut self, frame: &Frame<'_>) {
+        if !matches!(frame, Frame::Produce { .. }) {
+            // Requests after a produce see it queued first.
+            self.flush_gather().await;
+        }
         if let Frame::Produce {
             request_id,
             topic,
@@ -299,6 +322,10 @@ impl Conn {
         });
     }
 
+    /// Adds a produce to the gathered ones: consecutive produces of one read for the same
+    /// partition become one writer request (its records stay contiguous and in order, so each
+    /// produce's offsets are its slice of the request's range). A client keeping many small
+    /// produces in flight then costs the writer one request per read, not one per produce.
     async fn produce(&mut self, req: ProduceReq<'_>, records: &outpost_firmware::Records<'_>) {
         let id = req.request_id;
         let pending = match self.encode_records(records) {
@@ -311,17 +338,65 @@ impl Conn {
                 return send_error(&self.replies, id, ErrorCode::INVALID_REQUEST, msg).await
             }
         };
-        let permit = self.permit().await;
-        let queued = self.log.enqueue_append(req.topic, target, pending).await;
+        let partition = match self.log.resolve_partition(req.topic, target) {
+            Ok(p) => p,
+            Err(e) => return handlers::answer_append(&self.replies, id, req.ack, Err(e)).await,
+        };
+        let fits = self.gather.as_ref().is_some_and(|g| {
+            g.topic == req.topic
+                && g.partition == partition
+                && g.members.len() < self.config.max_inflight as usize
+        });
+        if !fits {
+            self.flush_gather().await;
+        }
+        let g = self.gather.get_or_insert_with(|| Gather {
+            topic: req.topic.to_owned(),
+            partition,
+            records: PendingRecords::default(),
+            members: Vec::new(),
+        });
+        g.records.batches.extend_from_slice(&pending.batches);
+        g.records.records += pending.records;
+        g.members.push((id, req.ack, pending.records));
+    }
+
+    /// Queues the gathered produces as one append and answers each after its commit.
+    async fn flush_gather(&mut self) {
+        let Some(g) = self.gather.take() else {
+            return;
+        };
+        let n = g.members.len() as u32;
+        // The semaphore is never closed while the connection runs; a group has at most
+        // max_inflight members.
+        let permits = self
+            .inflight
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .expect("in-flight semaphore open");
+        let queued = self
+            .log
+            .enqueue_append(&g.topic, Target::Partition(g.partition), g.records)
+            .await;
         let replies = self.replies.clone();
-        let ack = req.ack;
+        let members = g.members;
         tokio::spawn(async move {
             let result = match queued {
                 Ok(p) => p.wait().await,
                 Err(e) => Err(e),
             };
-            handlers::answer_append(&replies, id, ack, result).await;
-            drop(permit);
+            let mut next = result.as_ref().map_or(0, |a| a.base_offset);
+            for (id, ack, count) in members {
+                let mine = result.clone().map(|a| Appended {
+                    partition: a.partition,
+                    base_offset: next,
+                    count,
+                });
+                next += u64::from(count);
+                handlers::answer_append(&replies, id, ack, mine).await;
+            }
+            drop(permits);
         });
     }
 
