@@ -24,7 +24,6 @@
 //! 12–19); the rest is filler. Subscribers run in the same process, so they read the same
 //! clock.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -721,7 +720,7 @@ struct Publisher {
 }
 
 impl Publisher {
-    async fn run(mut self, mut link: Link, bar: Arc<ProgressBar>) -> BenchResult<PubTally> {
+    async fn run(mut self, mut link: Link, bar: ProgressBar) -> BenchResult<PubTally> {
         loop {
             let queued = self.fill(&mut link)?;
             link.flush().await?;

@@ -13,7 +13,7 @@
 //! | `partitions` | `(&str topic, u32 partition)` | [`PartitionMeta`], 40 bytes as below |
 //! | `log/<topic>` (one per topic) | `(u32 partition, u64 base_offset)` | one Kafka RecordBatch v2 |
 //! | `groups` | `(&str group, &str topic, u32 partition)` | `u64` next offset to consume |
-//! | `mqtt/sessions`, `mqtt/queue`, `mqtt/retained` | bytes | bytes: see [`StateTable`] |
+//! | `mqtt/sessions`, `mqtt/queue`, `mqtt/retained`, `mqtt/inbound` | bytes | bytes: see [`StateTable`] |
 //!
 //! One table of batches per topic makes deleting a topic one `delete_table`, and keeps each
 //! topic's keys ascending within a partition, which is what redb's B-tree fills best.
@@ -64,14 +64,17 @@ pub enum StateTable {
     MqttQueue,
     /// Topic name → retained message.
     MqttRetained,
+    /// (client id, packet id) of an inbound QoS 2 message stored and awaiting PUBREL.
+    MqttInbound,
 }
 
 impl StateTable {
     /// Every state table (created when the file is initialised).
-    pub const ALL: [StateTable; 3] = [
+    pub const ALL: [StateTable; 4] = [
         StateTable::MqttSessions,
         StateTable::MqttQueue,
         StateTable::MqttRetained,
+        StateTable::MqttInbound,
     ];
 
     /// The redb definition of the table.
@@ -80,6 +83,7 @@ impl StateTable {
             StateTable::MqttSessions => "mqtt/sessions",
             StateTable::MqttQueue => "mqtt/queue",
             StateTable::MqttRetained => "mqtt/retained",
+            StateTable::MqttInbound => "mqtt/inbound",
         })
     }
 }

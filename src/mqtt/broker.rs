@@ -392,6 +392,21 @@ impl Broker {
                 }
             }
         }
+        for (key, _) in log
+            .read_state(StateTable::MqttInbound)
+            .map_err(|e| e.to_string())?
+        {
+            let Some((client_id, pid)) = persist::split_inbound_key(&key) else {
+                return Err("inbound QoS 2 row with an invalid key".to_owned());
+            };
+            match self.registry().by_client.get(client_id) {
+                Some(slot) => slot.lock().parked.qos2_received.push(pid),
+                None => stale.push(StateOp::Delete {
+                    table: StateTable::MqttInbound,
+                    key,
+                }),
+            }
+        }
         for (key, value) in log
             .read_state(StateTable::MqttQueue)
             .map_err(|e| e.to_string())?
@@ -697,7 +712,7 @@ impl Broker {
 
     /// Routes and stores one message; see [`Broker::publish_batch`].
     pub async fn publish(&self, msg: Message, builder: &mut BatchBuilder) -> Result<Published, u8> {
-        self.publish_batch(vec![msg], builder)
+        self.publish_batch(vec![(msg, 0)], None, builder)
             .await
             .pop()
             .unwrap_or(Err(reason::UNSPECIFIED_ERROR))
@@ -710,15 +725,21 @@ impl Broker {
     /// set of batches): a client with many publishes in flight costs the writer one request
     /// per read, not one per message. The first QoS 1/2 message of such a group holds the
     /// commit; the following ones complete with it ([`Published::wait`] in FIFO order).
+    ///
+    /// `msgs` pairs each message with its packet id; `publisher` is the publishing session: a
+    /// persistent one gets, with each QoS 2 message, a record of its packet id in the same
+    /// commit, so that after a crash a re-sent PUBLISH is still recognised as a duplicate.
     pub async fn publish_batch(
         &self,
-        msgs: Vec<Message>,
+        msgs: Vec<(Message, u16)>,
+        publisher: Option<&Slot>,
         builder: &mut BatchBuilder,
     ) -> Vec<Result<Published, u8>> {
+        let persistent_publisher = publisher.filter(|p| Slot::persistent(&p.lock()));
         let mut out: Vec<Result<Published, u8>> = Vec::with_capacity(msgs.len());
         let mut group: Option<Group> = None;
         builder.clear();
-        for msg in msgs {
+        for (msg, packet_id) in msgs {
             let stats = &self.inner.stats;
             stats.messages_received.fetch_add(1, Ordering::Relaxed);
             stats
@@ -731,6 +752,9 @@ impl Broker {
                 success = reason::QUOTA_EXCEEDED;
             }
             let deliveries = self.route(&msg, &mut ops);
+            if let (QoS::ExactlyOnce, Some(p)) = (msg.qos, persistent_publisher) {
+                ops.push(persist::put_inbound(&p.client_id, packet_id));
+            }
             let published = Published {
                 pending: None,
                 deliveries,
@@ -1038,6 +1062,14 @@ impl Broker {
         let op = persist::put_session(&slot.client_id, expiry, 0, &subs);
         if let Err(e) = self.commit_state(vec![op]).await {
             tracing::warn!(error = %e, client_id = %slot.client_id, "session not persisted");
+        }
+    }
+
+    /// Forgets the exactly-once record of an inbound QoS 2 message (PUBREL received).
+    pub async fn inbound_done(&self, slot: &Slot, packet_id: u16) {
+        if Slot::persistent(&slot.lock()) {
+            self.queue_state(vec![persist::delete_inbound(&slot.client_id, packet_id)])
+                .await;
         }
     }
 

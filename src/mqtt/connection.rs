@@ -240,8 +240,11 @@ impl Conn {
         }
         let batch = std::mem::take(&mut self.batch);
         let ids: Vec<(u16, QoS)> = batch.iter().map(|(m, pid)| (*pid, m.qos)).collect();
-        let msgs = batch.into_iter().map(|(m, _)| m).collect();
-        let results = self.broker.publish_batch(msgs, &mut self.builder).await;
+        let publisher = self.attached.as_ref().map(|a| a.slot.clone());
+        let results = self
+            .broker
+            .publish_batch(batch, publisher.as_deref(), &mut self.builder)
+            .await;
         for ((packet_id, qos), result) in ids.into_iter().zip(results) {
             match result {
                 Ok(p) if qos == QoS::AtMostOnce => p.deliver_now(),
@@ -305,6 +308,11 @@ impl Conn {
                     };
                     let reasons = self.broker.unsubscribe(&a.slot, &filters).await;
                     self.session.unsubscribed(packet_id, &reasons);
+                }
+                Action::InboundDone(pid) => {
+                    if let Some(a) = &self.attached {
+                        self.broker.inbound_done(&a.slot, pid).await;
+                    }
                 }
                 Action::Done(d) | Action::Sent(d) | Action::Released(d) if d.seq.is_none() => {}
                 Action::Done(d) => self.row(&d, true).await,

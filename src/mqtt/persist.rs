@@ -10,6 +10,7 @@
 //! | `mqtt/sessions` | client id (UTF-8) | [`StoredSession`] |
 //! | `mqtt/queue` | client id, `0x00`, sequence `u64` big-endian | [`StoredDelivery`] |
 //! | `mqtt/retained` | topic name (UTF-8) | [`StoredMessage`] |
+//! | `mqtt/inbound` | client id, `0x00`, packet id `u16` big-endian | empty: an inbound QoS 2 message stored, PUBREL not yet received |
 //!
 //! A client id never contains U+0000 ([MQTT-1.5.4-2]), so `client id ++ 0x00` is a prefix no
 //! other session's keys share, and one range delete removes a session's queue; big-endian
@@ -270,8 +271,44 @@ pub fn delete_delivery(client_id: &str, seq: u64) -> StateOp {
     }
 }
 
-/// The ops removing a session and its whole queue.
-pub fn delete_session(client_id: &str) -> [StateOp; 2] {
+/// Key of an inbound QoS 2 row.
+fn inbound_key(client_id: &str, packet_id: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(client_id.len() + 3);
+    k.extend_from_slice(client_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&packet_id.to_be_bytes());
+    k
+}
+
+/// Splits an inbound QoS 2 row key into client id and packet id.
+pub fn split_inbound_key(key: &[u8]) -> Option<(&str, u16)> {
+    let cut = key.len().checked_sub(3)?;
+    if key[cut] != 0 {
+        return None;
+    }
+    let id = std::str::from_utf8(&key[..cut]).ok()?;
+    Some((id, u16::from_be_bytes([key[cut + 1], key[cut + 2]])))
+}
+
+/// The op recording that an inbound QoS 2 message is stored and awaits PUBREL.
+pub fn put_inbound(client_id: &str, packet_id: u16) -> StateOp {
+    StateOp::Put {
+        table: StateTable::MqttInbound,
+        key: inbound_key(client_id, packet_id),
+        value: Vec::new(),
+    }
+}
+
+/// The op forgetting an inbound QoS 2 message (PUBREL arrived).
+pub fn delete_inbound(client_id: &str, packet_id: u16) -> StateOp {
+    StateOp::Delete {
+        table: StateTable::MqttInbound,
+        key: inbound_key(client_id, packet_id),
+    }
+}
+
+/// The ops removing a session, its whole queue and its inbound QoS 2 rows.
+pub fn delete_session(client_id: &str) -> [StateOp; 3] {
     let mut start = client_id.as_bytes().to_vec();
     start.push(0);
     let mut end = client_id.as_bytes().to_vec();
@@ -283,6 +320,11 @@ pub fn delete_session(client_id: &str) -> [StateOp; 2] {
         },
         StateOp::DeleteRange {
             table: StateTable::MqttQueue,
+            start: start.clone(),
+            end: end.clone(),
+        },
+        StateOp::DeleteRange {
+            table: StateTable::MqttInbound,
             start,
             end,
         },
@@ -412,7 +454,7 @@ mod tests {
             Some(("dev-1", 42))
         );
         // A session's range holds none of another session's keys, even a prefix-named one.
-        let [_, StateOp::DeleteRange { start, end, .. }] = delete_session("c") else {
+        let [_, StateOp::DeleteRange { start, end, .. }, _] = delete_session("c") else {
             panic!("range delete expected");
         };
         let other = queue_key("c1", 0);

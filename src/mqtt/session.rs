@@ -136,6 +136,9 @@ pub enum Action {
     Sent(Delivery),
     /// QoS 2 outbound: PUBREC arrived (persist that only PUBCOMP is awaited).
     Released(Delivery),
+    /// QoS 2 inbound: PUBREL arrived for this packet id; the message's exactly-once record
+    /// can go.
+    InboundDone(u16),
 }
 
 /// One entry of a SUBSCRIBE, checked.
@@ -687,6 +690,7 @@ impl Session {
         match self.qos2_received.get(&packet_id) {
             Some(true) => {
                 self.qos2_received.remove(&packet_id);
+                self.actions.push_back(Action::InboundDone(packet_id));
                 self.inbound_inflight = self.inbound_inflight.saturating_sub(1);
                 self.push_pub_response(Response::Comp, packet_id, 0);
                 Ok(())
