@@ -1174,6 +1174,7 @@ mod tests {
         .unwrap();
         assert!(sent(&mut s)[0].starts_with("PubComp"));
         assert!(s.qos2_pending().is_empty());
+        assert!(matches!(s.poll_action(), Some(Action::InboundDone(9))));
         // After PUBCOMP the id is free: the same id is a new message.
         s.handle_packet(publish("a", QoS::ExactlyOnce, 9), now)
             .unwrap();
