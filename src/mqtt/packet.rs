@@ -74,9 +74,9 @@ pub struct UserProperties<'a> {
 
 /// MQTT 5 properties. Every field is optional; a v3 packet has none.
 ///
-/// The decoder rejects a property that is not allowed in the packet it appears in, or that
-/// appears twice when only one is allowed ([MQTT-2.2.2-2] and the per-packet tables in
-/// section 3), as a protocol error.
+/// The decoder rejects a property that is not allowed in the packet it appears in as a
+/// malformed packet (MQTT 5 section 2.2.2.2), and one that appears twice when only one is
+/// allowed as a protocol error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Properties<'a> {
     /// 0x01 Payload Format Indicator (0 bytes, 1 UTF-8).
