@@ -700,6 +700,11 @@ impl Broker {
         self.inner.log.enqueue_state(ops).await?.await
     }
 
+    /// Commits state changes and waits for the commit.
+    pub async fn store_state(&self, ops: Vec<StateOp>) -> Result<(), StateError> {
+        self.commit_state(ops).await
+    }
+
     /// Queues state changes without waiting for their commit (row updates of deliveries).
     pub async fn queue_state(&self, ops: Vec<StateOp>) {
         if ops.is_empty() {

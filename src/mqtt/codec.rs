@@ -1456,7 +1456,7 @@ fn encode_body<S: Sink>(packet: &Packet<'_>, protocol: Protocol, s: &mut S) -> E
         Packet::Publish(p) => encode_publish(p, protocol, s),
         Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
             s.u16(p.packet_id);
-            encode_short_v5_tail(p.reason, &p.properties, protocol, s)
+            encode_short_v5_tail(p.reason, &p.properties, protocol, false, s)
         }
         Packet::Subscribe(sub) => encode_subscribe(sub, protocol, s),
         Packet::SubAck(a) => encode_ack(a.packet_id, &a.properties, a.reasons, protocol, s),
@@ -1469,7 +1469,7 @@ fn encode_body<S: Sink>(packet: &Packet<'_>, protocol: Protocol, s: &mut S) -> E
             Ok(())
         }
         Packet::PingReq | Packet::PingResp => Ok(()),
-        Packet::Disconnect(d) => encode_short_v5_tail(d.reason, &d.properties, protocol, s),
+        Packet::Disconnect(d) => encode_short_v5_tail(d.reason, &d.properties, protocol, true, s),
         Packet::Auth(a) => encode_auth(a, s),
     }
 }
@@ -1548,11 +1548,14 @@ fn encode_publish<S: Sink>(p: &Publish<'_>, protocol: Protocol, s: &mut S) -> En
 
 /// The reason code and properties of PUBACK, PUBREC, PUBREL, PUBCOMP and DISCONNECT (MQTT 5
 /// only), in the shortest form: nothing for success without properties, the reason code
-/// alone when there are no properties.
+/// alone when there are no properties — except that `keep_empty_properties` writes the empty
+/// property length after a reason code (for DISCONNECT: some clients, rumqttc 0.25 among
+/// them, wait for it and miss the reason otherwise; both forms are valid, MQTT 5 3.14.2.2.1).
 fn encode_short_v5_tail<S: Sink>(
     reason: u8,
     properties: &Properties<'_>,
     protocol: Protocol,
+    keep_empty_properties: bool,
     s: &mut S,
 ) -> EncodeResult<()> {
     if !protocol.is_v5() {
@@ -1563,7 +1566,7 @@ fn encode_short_v5_tail<S: Sink>(
         return Ok(());
     }
     s.u8(reason);
-    if empty {
+    if empty && !keep_empty_properties {
         return Ok(());
     }
     encode_property_block(properties, &[], s)
@@ -2164,7 +2167,9 @@ mod tests {
             reason: reason::SESSION_TAKEN_OVER,
             properties: Properties::default(),
         });
-        golden(&[0xE0, 1, 0x8E], Protocol::V5, taken_over);
+        // Decoded from the short form; encoded with the empty property length.
+        assert_eq!(decode(&[0xE0, 1, 0x8E], Protocol::V5), Ok(taken_over));
+        golden(&[0xE0, 2, 0x8E, 0], Protocol::V5, taken_over);
         golden(
             &[0xE0, 0],
             Protocol::V5,

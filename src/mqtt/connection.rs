@@ -54,6 +54,10 @@ struct Conn {
     batch: Vec<(super::message::Message, u16)>,
     /// Whether the last completed QoS 1/2 publish was stored (for `Commit::WithPrevious`).
     last_stored: bool,
+    /// Queue-row changes of persistent deliveries not yet handed to the writer.
+    rows: Vec<crate::log::StateOp>,
+    /// Some of `rows` must be committed before the packets queued with them go out.
+    rows_before_send: bool,
     session: Session,
     attached: Option<Attached>,
     waiting: VecDeque<Waiting>,
@@ -77,6 +81,8 @@ pub async fn serve(
         broker,
         batch: Vec::new(),
         last_stored: true,
+        rows: Vec::new(),
+        rows_before_send: false,
         session: Session::new(config.session, Instant::now()),
         attached: None,
         waiting: VecDeque::new(),
@@ -264,10 +270,24 @@ impl Conn {
         Ok(())
     }
 
-    /// Performs the session's pending actions.
+    /// Performs the session's pending actions, then stores queue-row changes (waiting for
+    /// the commit when a PUBLISH or PUBREL about to be written depends on one).
     async fn perform(&mut self) -> Result<(), Close> {
         self.perform_gathering().await?;
-        self.flush_publishes().await
+        self.flush_publishes().await?;
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        if std::mem::take(&mut self.rows_before_send) {
+            if let Err(e) = self.broker.store_state(rows).await {
+                tracing::warn!(error = %e, "delivery state not stored; closing the connection");
+                return Err(self.session.close(reason::UNSPECIFIED_ERROR, true));
+            }
+        } else {
+            self.broker.queue_state(rows).await;
+        }
+        Ok(())
     }
 
     async fn perform_one(&mut self, action: Action) -> Result<(), Close> {
@@ -315,17 +335,20 @@ impl Conn {
                     }
                 }
                 Action::Done(d) | Action::Sent(d) | Action::Released(d) if d.seq.is_none() => {}
-                Action::Done(d) => self.row(&d, true).await,
-                Action::Sent(d) | Action::Released(d) => self.row(&d, false).await,
+                Action::Done(d) => self.row(&d, true),
+                Action::Sent(d) | Action::Released(d) => {
+                    self.row(&d, false);
+                    self.rows_before_send = true;
+                }
             }
         }
         Ok(())
     }
 
-    async fn row(&self, d: &super::session::Delivery, done: bool) {
+    fn row(&mut self, d: &super::session::Delivery, done: bool) {
         if let Some(a) = &self.attached {
             if let Some(op) = self.broker.delivery_ops(&a.slot, d, done) {
-                self.broker.queue_state(vec![op]).await;
+                self.rows.push(op);
             }
         }
     }

@@ -132,9 +132,12 @@ pub enum Action {
     },
     /// An outbound message is done (PUBACK or PUBCOMP, or dropped): forget its queue row.
     Done(Delivery),
-    /// QoS 2 outbound: the message was sent with this packet id (persist it).
+    /// A queued (persistent) message is being sent with this packet id: persist that before
+    /// the PUBLISH goes out, so a restart re-sends it with the same id and DUP
+    /// ([MQTT-4.4.0-1]).
     Sent(Delivery),
-    /// QoS 2 outbound: PUBREC arrived (persist that only PUBCOMP is awaited).
+    /// QoS 2 outbound: PUBREC arrived; persist that only PUBCOMP is awaited before PUBREL goes
+    /// out (a restart then re-sends PUBREL, never the PUBLISH the client has completed).
     Released(Delivery),
     /// QoS 2 inbound: PUBREL arrived for this packet id; the message's exactly-once record
     /// can go.
@@ -854,7 +857,7 @@ impl Session {
             self.drop_delivery(d);
             return;
         }
-        if d.qos == QoS::ExactlyOnce && d.seq.is_some() {
+        if d.seq.is_some() {
             self.actions.push_back(Action::Sent(d.clone()));
         }
         self.order.push(pid);

@@ -332,11 +332,13 @@ impl Proc {
                         return line;
                     }
                 }
-                Err(e) => panic!(
-                    "no expected output line within {timeout:?} ({e}); stdout so far: {:?}; stderr: {}",
-                    self.seen,
-                    self.stderr_now()
-                ),
+                Err(e) => {
+                    let stderr = self.stderr_now();
+                    panic!(
+                        "no expected output line within {timeout:?} ({e}); stdout so far: {:?}; stderr: {stderr}",
+                        self.seen
+                    )
+                }
             }
         }
     }

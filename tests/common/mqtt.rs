@@ -265,7 +265,20 @@ impl Raw {
     }
 
     /// Receives until `want` picks a packet; packets passed over are kept for later reads.
-    pub fn recv_until<T>(&mut self, what: &str, mut want: impl FnMut(&In) -> Option<T>) -> T {
+    /// Panics when none is picked within [`WAIT`].
+    pub fn recv_until<T>(&mut self, what: &str, want: impl FnMut(&In) -> Option<T>) -> T {
+        match self.try_recv_until(want) {
+            Ok(t) => t,
+            Err((e, passed)) => panic!("waiting for {what}: {e:?}; received meanwhile: {passed:?}"),
+        }
+    }
+
+    /// Like [`Raw::recv_until`], returning the error and the packets passed over instead of
+    /// panicking.
+    pub fn try_recv_until<T>(
+        &mut self,
+        mut want: impl FnMut(&In) -> Option<T>,
+    ) -> Result<T, (RecvError, Vec<In>)> {
         let deadline = Instant::now() + WAIT;
         let mut passed = VecDeque::new();
         // Packets stashed earlier are looked at first, in order.
@@ -277,16 +290,21 @@ impl Raw {
             };
             match next {
                 Ok(p) => match want(&p) {
-                    Some(t) => break t,
+                    Some(t) => break Ok(t),
                     None => passed.push_back(p),
                 },
-                Err(e) => panic!("waiting for {what}: {e:?}; received meanwhile: {passed:?}"),
+                Err(e) => break Err(e),
             }
         };
         passed.extend(earlier);
         passed.extend(std::mem::take(&mut self.stash));
-        self.stash = passed;
-        found
+        match found {
+            Ok(t) => {
+                self.stash = passed;
+                Ok(t)
+            }
+            Err(e) => Err((e, passed.into())),
+        }
     }
 
     /// Waits for the connection to close; returns the packets received before that.
