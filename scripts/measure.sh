@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures what issue #3 asks for, on this machine, with a release build:
-#   1. `outpost bench produce`: 8 producers × window 16, 64-byte records, fsync = "always";
+#   1. `outpost bench produce`: 8 producers × windows 64 and 512 (single records) and 4 (100-record batches), 64-byte records, fsync = "always";
 #      single-record produce, then batch produce (100 records per request).
 #   2. bytes written to disk per payload byte (from /proc/PID/io write_bytes) for each run.
 #   3. reopen time after kill -9 with a ~1 GB log file (time from spawn to listening).
@@ -49,6 +49,7 @@ PY
 echo "== outpost bench produce ($RECORDS records, 64-byte values, fsync always)"
 start_broker "$WORK/data"
 run_bench "single-record produce, 8 producers x 64 in flight" --producers 8 --window 64 --records "$RECORDS" --topic single
+run_bench "single-record produce, 8 producers x 512 in flight" --producers 8 --window 512 --records $((RECORDS * 2)) --topic single512
 run_bench "batch produce (100/request), 8 producers x 4 in flight" --producers 8 --window 4 --batch 100 --records $((RECORDS * 4)) --topic batched
 echo "log file: $(du -h "$WORK/data/outpost.redb" | cut -f1)"
 kill -TERM $PID; wait $PID || true
