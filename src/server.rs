@@ -91,12 +91,27 @@ impl Server {
         } else {
             (None, None)
         };
+        let (wire_log, wire_stop) = (log.clone(), shutdown.clone());
         let task = tokio::spawn(accept_loop(
             listener,
-            log.clone(),
-            conn,
-            limit,
             shutdown.clone(),
+            "binary protocol",
+            move |stream, peer, _| {
+                let permit = limit.clone().try_acquire_owned().ok();
+                let (log, shutdown) = (wire_log.clone(), wire_stop.clone());
+                Some(async move {
+                    match permit {
+                        Some(permit) => {
+                            connection::serve(stream, log, conn, shutdown).await;
+                            drop(permit);
+                        }
+                        None => {
+                            tracing::warn!(%peer, "connection limit reached; refusing");
+                            refuse_busy(stream).await;
+                        }
+                    }
+                })
+            },
         ));
         Ok(Self {
             wire_addr,
@@ -117,53 +132,6 @@ impl Server {
             let _ = t.await;
         }
         self.log.shutdown().await;
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    log: Log,
-    conn: ConnConfig,
-    limit: Arc<Semaphore>,
-    shutdown: Shutdown,
-) {
-    let mut conns = JoinSet::new();
-    let mut stop = shutdown.subscribe();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|&s| s) => break,
-        };
-        // Reap finished connections so the set stays bounded by live ones.
-        while conns.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; refusing");
-            conns.spawn(refuse_busy(stream));
-            continue;
-        };
-        let (log, shutdown) = (log.clone(), shutdown.clone());
-        conns.spawn(async move {
-            connection::serve(stream, log, conn, shutdown).await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(CONNECTION_DRAIN, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("connections did not finish in time; closing them");
-        conns.abort_all();
     }
 }
 
@@ -201,12 +169,27 @@ async fn start_mqtt(
         Duration::from_secs(u64::from(m.sys_interval_secs)),
         shutdown.subscribe(),
     ));
-    let task = tokio::spawn(mqtt_accept_loop(
+    let max = m.max_connections as usize;
+    let stop = shutdown.clone();
+    let task = tokio::spawn(accept_loop(
         listener,
-        broker,
-        conn,
-        m.max_connections as usize,
         shutdown.clone(),
+        "MQTT",
+        move |stream, peer, live| {
+            // Over the limit, CONNECT is answered "server busy"; far over it, the socket is
+            // closed at once so refusals cannot pile up.
+            if live >= max.saturating_mul(2) {
+                tracing::warn!(%peer, "MQTT connection limit far exceeded; closing");
+                return None;
+            }
+            Some(mqtt_connection::serve(
+                stream,
+                broker.clone(),
+                conn,
+                stop.clone(),
+                live >= max,
+            ))
+        },
     ));
     Ok((bound, task))
 }
@@ -228,13 +211,14 @@ async fn housekeeping(broker: Broker, sys_every: Duration, mut stop: watch::Rece
     }
 }
 
-async fn mqtt_accept_loop(
-    listener: TcpListener,
-    broker: Broker,
-    conn: MqttConnConfig,
-    max_connections: usize,
-    shutdown: Shutdown,
-) {
+/// Accepts connections until shutdown. `serve(stream, peer, live)` makes the task of one
+/// connection (`live`: connections open now), or `None` to close the socket at once. At
+/// shutdown, waits (bounded) for the connections to finish.
+async fn accept_loop<F, Fut>(listener: TcpListener, shutdown: Shutdown, what: &str, mut serve: F)
+where
+    F: FnMut(TcpStream, SocketAddr, usize) -> Option<Fut>,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut conns = JoinSet::new();
     let mut stop = shutdown.subscribe();
     loop {
@@ -242,30 +226,20 @@ async fn mqtt_accept_loop(
             a = listener.accept() => a,
             _ = stop.wait_for(|&s| s) => break,
         };
+        // Reap finished connections so the set stays bounded by live ones.
         while conns.try_join_next().is_some() {}
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "MQTT accept failed");
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, what, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        // Over the limit, CONNECT is answered "server busy"; far over it, the socket is
-        // closed at once so refusals cannot pile up.
-        let over_limit = conns.len() >= max_connections;
-        if conns.len() >= max_connections.saturating_mul(2) {
-            tracing::warn!(%peer, "MQTT connection limit far exceeded; closing");
-            drop(stream);
-            continue;
+        if let Some(task) = serve(stream, peer, conns.len()) {
+            conns.spawn(task);
         }
-        conns.spawn(mqtt_connection::serve(
-            stream,
-            broker.clone(),
-            conn,
-            shutdown.clone(),
-            over_limit,
-        ));
     }
     drop(listener);
     let drained = tokio::time::timeout(CONNECTION_DRAIN, async {
@@ -273,7 +247,7 @@ async fn mqtt_accept_loop(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("MQTT connections did not finish in time; closing them");
+        tracing::warn!(what, "connections did not finish in time; closing them");
         conns.abort_all();
     }
 }

@@ -875,6 +875,18 @@ impl Broker {
         }
     }
 
+    /// Reserves a place in `slot`'s queue; a full queue drops the delivery and counts it.
+    fn reserve(&self, slot: &Slot, qos: QoS) -> bool {
+        let ok = slot.reserve(qos, self.inner.limits.max_queued);
+        if !ok {
+            self.inner
+                .stats
+                .messages_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
     fn cancel(&self, deliveries: Vec<(Arc<Slot>, Delivery)>) {
         for (slot, d) in deliveries {
             slot.fill(d.qos, None);
@@ -908,11 +920,7 @@ impl Broker {
                 // QoS 0 messages are not queued for offline sessions.
                 continue;
             }
-            if !slot.reserve(qos, self.inner.limits.max_queued) {
-                self.inner
-                    .stats
-                    .messages_dropped
-                    .fetch_add(1, Ordering::Relaxed);
+            if !self.reserve(slot, qos) {
                 continue;
             }
             let mut d = Delivery {
@@ -1015,11 +1023,7 @@ impl Broker {
                 .collect();
             for msg in matching {
                 let qos = msg.qos.min(max_qos);
-                if !slot.reserve(qos, self.inner.limits.max_queued) {
-                    self.inner
-                        .stats
-                        .messages_dropped
-                        .fetch_add(1, Ordering::Relaxed);
+                if !self.reserve(slot, qos) {
                     continue;
                 }
                 slot.fill(
