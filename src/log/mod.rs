@@ -836,6 +836,16 @@ impl<T, E: From<Shutdown>> Pending<T, E> {
     pub async fn wait(self) -> Result<T, E> {
         self.0.await.map_err(|_| E::from(Shutdown))?
     }
+
+    /// The outcome if the commit is over, `None` while it runs. After `Some`, the outcome is
+    /// gone: do not ask again.
+    pub fn try_result(&mut self) -> Option<Result<T, E>> {
+        match self.0.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(E::from(Shutdown))),
+        }
+    }
 }
 
 impl<T, E: From<Shutdown>> std::future::Future for Pending<T, E> {

@@ -94,6 +94,10 @@ pub struct Slot {
     pub notify: Notify,
     /// Wakes a connection waiting to take the session over.
     released: Notify,
+    /// Wakes publishers waiting for this session's queue to drain below half.
+    drained: Notify,
+    /// Queue bounds `[QoS 0, QoS 1/2]`.
+    max: [usize; 2],
     online: AtomicBool,
 }
 
@@ -102,6 +106,8 @@ struct SlotState {
     queue: VecDeque<Delivery>,
     /// Deliveries queued or reserved: `[QoS 0, QoS 1/2]`, each bounded separately.
     held: [usize; 2],
+    /// Deliveries queued (reservations filled), by the same classes.
+    queued: [usize; 2],
     owner: Option<u64>,
     kick: Option<u8>,
     parked: SessionState,
@@ -113,14 +119,50 @@ struct SlotState {
 }
 
 impl Slot {
-    fn new(id: SessionId, client_id: &str) -> Self {
+    fn new(id: SessionId, client_id: &str, max: [usize; 2]) -> Self {
         Self {
             id,
             client_id: client_id.into(),
             state: Mutex::new(SlotState::default()),
             notify: Notify::new(),
             released: Notify::new(),
+            drained: Notify::new(),
+            max,
             online: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a queue class holds at least half its bound in filled deliveries (publishers
+    /// then wait a little). Reservations do not count: only their publisher can fill them.
+    fn congested(&self, s: &SlotState, class: usize) -> bool {
+        s.queued[class] >= self.max[class] / 2
+    }
+
+    /// Takes a queued delivery of `class` out; wakes waiting publishers when that takes the
+    /// queue below half.
+    fn dequeued(&self, s: &mut SlotState, class: usize) {
+        let was = self.congested(s, class);
+        s.held[class] = s.held[class].saturating_sub(1);
+        s.queued[class] = s.queued[class].saturating_sub(1);
+        if was && !self.congested(s, class) {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Waits until no queue class is half full, the session ends, or `timeout` passes.
+    pub async fn wait_drained(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let drained = self.drained.notified();
+            {
+                let s = self.lock();
+                if s.ended || (!self.congested(&s, 0) && !self.congested(&s, 1)) {
+                    return;
+                }
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -142,8 +184,7 @@ impl Slot {
             return None;
         }
         let d = s.queue.pop_front()?;
-        let class = class(d.qos);
-        s.held[class] = s.held[class].saturating_sub(1);
+        self.dequeued(&mut s, class(d.qos));
         Some(d)
     }
 
@@ -156,15 +197,16 @@ impl Slot {
         }
     }
 
-    /// Reserves a queue place for a delivery at `qos`; false when that class is full.
-    fn reserve(&self, qos: QoS, max: [usize; 2]) -> bool {
+    /// Reserves a queue place for a delivery at `qos`: `None` when that class is full,
+    /// else whether the queue is now at least half full.
+    fn reserve(&self, qos: QoS) -> Option<bool> {
         let mut s = self.lock();
         let class = class(qos);
-        if s.ended || s.held[class] >= max[class] {
-            return false;
+        if s.ended || s.held[class] >= self.max[class] {
+            return None;
         }
         s.held[class] += 1;
-        true
+        Some(self.congested(&s, class))
     }
 
     /// Fills a reserved place (`Some`) or gives it back (`None`).
@@ -172,7 +214,10 @@ impl Slot {
         let mut s = self.lock();
         let class = class(qos);
         match d {
-            Some(d) if !s.ended => s.queue.push_back(d),
+            Some(d) if !s.ended => {
+                s.queued[class] += 1;
+                s.queue.push_back(d);
+            }
             _ => s.held[class] = s.held[class].saturating_sub(1),
         }
         drop(s);
@@ -293,6 +338,16 @@ impl Published {
                 }
             },
             Some(Commit::State(p)) => p.await.is_ok(),
+        }
+    }
+
+    /// [`Published::wait`] without waiting: `None` while the commit is still running.
+    pub fn try_wait(&mut self, previous: bool) -> Option<bool> {
+        match &mut self.pending {
+            None => Some(true),
+            Some(Commit::WithPrevious) => Some(previous),
+            Some(Commit::Append(p)) => p.try_result().map(|r| r.is_ok()),
+            Some(Commit::State(p)) => p.try_result().map(|r| r.is_ok()),
         }
     }
 
@@ -429,6 +484,7 @@ impl Broker {
                 s.parked.inflight.push(d);
             } else {
                 s.held[1] += 1;
+                s.queued[1] += 1;
                 s.queue.push_back(d);
             }
         }
@@ -483,7 +539,7 @@ impl Broker {
 
     fn new_slot(&self, client_id: &str) -> Arc<Slot> {
         let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
-        let slot = Arc::new(Slot::new(id, client_id));
+        let slot = Arc::new(Slot::new(id, client_id, self.inner.limits.max_queued));
         let mut reg = self.registry_mut();
         reg.by_client.insert(client_id.into(), slot.clone());
         reg.by_id.insert(id, slot.clone());
@@ -607,6 +663,8 @@ impl Broker {
         s.ended = true;
         s.queue.clear();
         s.held = [0; 2];
+        s.queued = [0; 2];
+        slot.drained.notify_waiters();
         let will = s.will.take().map(|(w, _)| w);
         let persistent = Slot::persistent(&s);
         drop(s);
@@ -717,7 +775,7 @@ impl Broker {
 
     /// Routes and stores one message; see [`Broker::publish_batch`].
     pub async fn publish(&self, msg: Message, builder: &mut BatchBuilder) -> Result<Published, u8> {
-        self.publish_batch(vec![(msg, 0)], None, builder)
+        self.publish_batch(vec![(msg, 0)], None, builder, &mut Vec::new())
             .await
             .pop()
             .unwrap_or(Err(reason::UNSPECIFIED_ERROR))
@@ -734,11 +792,17 @@ impl Broker {
     /// `msgs` pairs each message with its packet id; `publisher` is the publishing session: a
     /// persistent one gets, with each QoS 2 message, a record of its packet id in the same
     /// commit, so that after a crash a re-sent PUBLISH is still recognised as a duplicate.
+    ///
+    /// Sessions whose queue became at least half full are added to `congested`: the caller
+    /// should [`Slot::wait_drained`] on them (bounded) before reading more — backpressure,
+    /// as a TCP window gives it, so a subscriber that is slower but keeps up loses nothing
+    /// to a burst, while one that is stuck only fills its queue and then loses new messages.
     pub async fn publish_batch(
         &self,
         msgs: Vec<(Message, u16)>,
         publisher: Option<&Slot>,
         builder: &mut BatchBuilder,
+        congested: &mut Vec<Arc<Slot>>,
     ) -> Vec<Result<Published, u8>> {
         let persistent_publisher = publisher.filter(|p| Slot::persistent(&p.lock()));
         let mut out: Vec<Result<Published, u8>> = Vec::with_capacity(msgs.len());
@@ -756,7 +820,7 @@ impl Broker {
             if msg.retain && !self.set_retained(&msg, true, &mut ops) {
                 success = reason::QUOTA_EXCEEDED;
             }
-            let deliveries = self.route(&msg, &mut ops);
+            let deliveries = self.route(&msg, &mut ops, congested);
             if let (QoS::ExactlyOnce, Some(p)) = (msg.qos, persistent_publisher) {
                 ops.push(persist::put_inbound(&p.client_id, packet_id));
             }
@@ -876,15 +940,16 @@ impl Broker {
     }
 
     /// Reserves a place in `slot`'s queue; a full queue drops the delivery and counts it.
-    fn reserve(&self, slot: &Slot, qos: QoS) -> bool {
-        let ok = slot.reserve(qos, self.inner.limits.max_queued);
-        if !ok {
+    /// `Some(true)`: reserved, and the queue is at least half full.
+    fn reserve(&self, slot: &Slot, qos: QoS) -> Option<bool> {
+        let reserved = slot.reserve(qos);
+        if reserved.is_none() {
             self.inner
                 .stats
                 .messages_dropped
                 .fetch_add(1, Ordering::Relaxed);
         }
-        ok
+        reserved
     }
 
     fn cancel(&self, deliveries: Vec<(Arc<Slot>, Delivery)>) {
@@ -894,7 +959,13 @@ impl Broker {
     }
 
     /// Decides who gets `msg`, reserving queue places and adding queue rows to `ops`.
-    fn route(&self, msg: &SharedMessage, ops: &mut Vec<StateOp>) -> Vec<(Arc<Slot>, Delivery)> {
+    /// Sessions whose queue this made at least half full are added to `full`.
+    fn route(
+        &self,
+        msg: &SharedMessage,
+        ops: &mut Vec<StateOp>,
+        full: &mut Vec<Arc<Slot>>,
+    ) -> Vec<(Arc<Slot>, Delivery)> {
         let mut routes: Vec<Route> = Vec::new();
         {
             let reg = self.registry();
@@ -920,8 +991,11 @@ impl Broker {
                 // QoS 0 messages are not queued for offline sessions.
                 continue;
             }
-            if !self.reserve(slot, qos) {
+            let Some(congested) = self.reserve(slot, qos) else {
                 continue;
+            };
+            if congested && !full.iter().any(|s: &Arc<Slot>| s.id == slot.id) {
+                full.push(slot.clone());
             }
             let mut d = Delivery {
                 msg: msg.clone(),
@@ -1023,7 +1097,7 @@ impl Broker {
                 .collect();
             for msg in matching {
                 let qos = msg.qos.min(max_qos);
-                if !self.reserve(slot, qos) {
+                if self.reserve(slot, qos).is_none() {
                     continue;
                 }
                 slot.fill(
@@ -1168,7 +1242,7 @@ impl Broker {
             });
             let mut ops = Vec::new();
             self.set_retained(&msg, false, &mut ops);
-            for (slot, d) in self.route(&msg, &mut ops) {
+            for (slot, d) in self.route(&msg, &mut ops, &mut Vec::new()) {
                 slot.fill(d.qos, Some(d));
             }
         }
