@@ -1081,6 +1081,51 @@ fn max_connections() {
     two.ping();
 }
 
+/// Limits: `max_topic_levels` bounds topic names (PUBLISH: v5 DISCONNECT 0x90 Topic Name
+/// invalid, [MQTT-3.3.2-2] family) and filters (SUBACK 0x8F Topic Filter invalid,
+/// [MQTT-3.9.3-1] reason codes); names and filters within the limit work.
+#[test]
+fn topic_levels_limit() {
+    let (_dir, b) = start("max_topic_levels = 3\n");
+    let mut sub = Raw::v5(&b.mqtt_addr, "levels-sub");
+    let opts = qos_opts(QoS::AtLeastOnce);
+    let reasons = sub.subscribe_with(&[("l/+/c", opts), ("l/b/c/d", opts)], None);
+    assert_eq!(reasons, vec![1, reason::TOPIC_FILTER_INVALID]);
+    publish_from(&b.mqtt_addr, "l/b/c", "three levels", false);
+    expect_msg(&mut sub, "l/b/c", "three levels");
+    let mut p = publish("l/b/c/d", b"x", QoS::AtLeastOnce, false);
+    p.packet_id = 1;
+    let mut c = Raw::v5(&b.mqtt_addr, "levels-pub");
+    c.send(&Packet::Publish(p));
+    assert_eq!(c.disconnected_with(), reason::TOPIC_NAME_INVALID);
+}
+
+/// Limits: the per-session queue bound and its overflow rule (config docs): an offline
+/// persistent session holds at most `max_queued_messages` QoS 1 messages; later ones are
+/// dropped (and counted), the oldest are delivered, in order, on resume. The log has all.
+#[test]
+fn session_queue_bound_drops_newest() {
+    let (_dir, b) = start("max_queued_messages = 3\n");
+    let mut sub = Raw::handshake(&b.mqtt_addr, &persistent("bounded", true, 300)).0;
+    sub.subscribe("bq/#", QoS::AtLeastOnce);
+    sub.disconnect();
+    for i in 0..5 {
+        publish_from(&b.mqtt_addr, "bq/t", &format!("m{i}"), false);
+    }
+    let (mut sub, ack) = Raw::handshake(&b.mqtt_addr, &persistent("bounded", false, 300));
+    assert!(ack.session_present);
+    for i in 0..3 {
+        let m = expect_msg(&mut sub, "bq/t", &format!("m{i}"));
+        sub.ack(&m);
+    }
+    expect_only_marker(&b.mqtt_addr, &mut sub, "bq/t");
+    assert_eq!(
+        b.consume_json("bq", 100).len(),
+        6,
+        "every message is in the log"
+    );
+}
+
 /// 4.13 / "a connection's error closes only it": while other sockets throw garbage at the
 /// broker (junk bytes, truncated and malformed packets, a huge announced length, CONNECT
 /// floods), a subscriber keeps receiving every message in order.
