@@ -28,7 +28,7 @@ const READ_CHUNK: usize = 16 << 10;
 /// Longest a publisher waits, per batch of publishes, for subscribers' queues to drain
 /// below half.
 const BACKPRESSURE_WAIT: Duration = Duration::from_millis(100);
-/// A read buffer emptied with more capacity than this is freed.
+/// First read buffer of a quiet connection; a read smaller than this frees the emptied buffer.
 const IDLE_BUFFER: usize = 1024;
 /// Deliveries are not pulled while this many bytes wait to be written.
 const TRANSMIT_HIGH_WATER: usize = 64 << 10;
@@ -147,11 +147,10 @@ impl Conn {
             let waiting = self.waiting.front_mut();
             tokio::select! {
                 read = read_some(&mut stream, &mut buf, max_packet) => {
-                    match read {
-                        Ok(0) => break Close { reason: reason::UNSPECIFIED_ERROR, publish_will: true },
-                        Ok(_) => {}
-                        Err(_) => break Close { reason: reason::UNSPECIFIED_ERROR, publish_will: true },
-                    }
+                    let n = match read {
+                        Ok(0) | Err(_) => break Close { reason: reason::UNSPECIFIED_ERROR, publish_will: true },
+                        Ok(n) => n,
+                    };
                     let mut start = 0;
                     loop {
                         match codec::frame_len(&buf[start..], max_packet) {
@@ -177,9 +176,11 @@ impl Conn {
                         }
                     }
                     buf.drain(..start);
-                    if buf.is_empty() && buf.capacity() > IDLE_BUFFER {
-                        // Idle connections keep no read buffer (10,000 of them would hold
-                        // 160 MiB of 16 KiB chunks otherwise).
+                    if buf.is_empty() && n < IDLE_BUFFER {
+                        // A small read (a ping, a lone sensor reading) marks a quiet
+                        // connection: it keeps no read buffer while it waits (10,000 idle
+                        // connections would hold 160 MiB of 16 KiB chunks otherwise). Busy
+                        // ones keep theirs.
                         buf = Vec::new();
                     }
                     if let Err(close) = self.flush_publishes().await {
@@ -434,7 +435,12 @@ async fn read_some(
     }
     loop {
         stream.readable().await?;
-        buf.reserve(room);
+        // A quiet connection reads into a small buffer first; a busy one grows it.
+        buf.reserve(if buf.capacity() == 0 {
+            room.min(IDLE_BUFFER)
+        } else {
+            room
+        });
         match stream.try_read_buf(&mut buf.limit(room)) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             other => return other,
