@@ -294,3 +294,82 @@ fn a_newer_file_format_is_refused_with_a_clear_error() {
     );
     assert!(err.to_string().contains("upgrade Outpost"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_commit_with_their_append_and_only_if_it_succeeds() {
+    use tables::StateTable;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.log.auto_create_topics = false;
+    let log = Log::open(&cfg).unwrap();
+    let spec = TopicSpec {
+        partitions: 1,
+        retention_ms: None,
+        retention_bytes: None,
+        compression: Compression::None,
+    };
+    log.create_topic("t", spec).await.unwrap();
+    let put = |k: &[u8]| StateOp::Put {
+        table: StateTable::MqttQueue,
+        key: k.to_vec(),
+        value: b"v".to_vec(),
+    };
+    // Stored with a successful append.
+    log.enqueue_append_with_state(
+        "t",
+        Target::Partition(0),
+        pending(&[b"a"]),
+        vec![put(b"k1")],
+    )
+    .await
+    .unwrap()
+    .wait()
+    .await
+    .unwrap();
+    // Not stored with a refused one (unknown topic, no auto-create).
+    let refused = log
+        .enqueue_append_with_state(
+            "nope",
+            Target::Partition(0),
+            pending(&[b"b"]),
+            vec![put(b"k2")],
+        )
+        .await;
+    let refused = match refused {
+        Ok(p) => p.wait().await,
+        Err(e) => Err(e),
+    };
+    assert!(refused.is_err());
+    // Standalone changes, in order: a later delete removes an earlier put; ranges work.
+    log.enqueue_state(vec![
+        put(b"k3"),
+        put(b"r\x00a"),
+        put(b"r\x00b"),
+        StateOp::Delete {
+            table: StateTable::MqttQueue,
+            key: b"k3".to_vec(),
+        },
+        StateOp::DeleteRange {
+            table: StateTable::MqttQueue,
+            start: b"r\x00".to_vec(),
+            end: b"r\x01".to_vec(),
+        },
+    ])
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let keys: Vec<Vec<u8>> = log
+        .read_state(StateTable::MqttQueue)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec![b"k1".to_vec()]);
+    log.shutdown().await;
+    drop(log);
+    // And they survive a reopen.
+    let log = Log::open(&cfg).unwrap();
+    assert_eq!(log.read_state(StateTable::MqttQueue).unwrap().len(), 1);
+    log.shutdown().await;
+}
