@@ -402,3 +402,24 @@ fn crash_every_acked_qos1_message_survives_kill9() {
         check_log(&b, &acked);
     }
 }
+
+/// [MQTT-3.14.2-2] context: a v5 DISCONNECT may lower a session's expiry to 0, which ends the
+/// session at the close — its stored rows must go too, or a restart would bring it back.
+#[test]
+fn session_ended_by_disconnect_stays_ended_after_restart() {
+    let dir = temp_dir();
+    let b = Broker::start(&dir.path().join("data"), "");
+    let (mut c, ack) = Raw::handshake(&b.mqtt_addr, &persistent(Protocol::V5, "ender", true));
+    assert!(!ack.session_present);
+    c.subscribe("end/t", QoS::AtLeastOnce);
+    let mut properties = outpost::mqtt::packet::Properties::default();
+    properties.session_expiry_interval = Some(0);
+    c.send(&Packet::Disconnect(outpost::mqtt::packet::Disconnect {
+        reason: 0,
+        properties,
+    }));
+    assert_eq!(c.closed(WAIT), vec![]);
+    let b = restart(b, Down::Graceful);
+    let (_c, ack) = Raw::handshake(&b.mqtt_addr, &persistent(Protocol::V5, "ender", false));
+    assert!(!ack.session_present, "the ended session came back");
+}

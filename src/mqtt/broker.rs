@@ -116,6 +116,8 @@ struct SlotState {
     will: Option<(WillMessage, Instant)>,
     next_seq: u64,
     ended: bool,
+    /// The session has a row in `mqtt/sessions` (so ending it deletes its rows).
+    stored: bool,
 }
 
 impl Slot {
@@ -427,6 +429,7 @@ impl Broker {
             let slot = self.new_slot(&client_id);
             {
                 let mut s = slot.lock();
+                s.stored = true;
                 s.expiry_secs = stored.expiry_secs;
                 // Offline since it disconnected, or since now if it was connected at the stop.
                 let away_ms = if stored.disconnected_ms == 0 {
@@ -617,12 +620,15 @@ impl Broker {
                 SessionState::default(),
             ),
         };
+        let was_stored;
         {
             let mut s = slot.lock();
             s.owner = Some(conn);
             s.kick = None;
             s.expiry_secs = info.session_expiry_secs;
             s.disconnected_at = None;
+            was_stored = s.stored;
+            s.stored = info.session_expiry_secs > 0;
         }
         slot.online.store(true, Ordering::Relaxed);
         if info.session_expiry_secs > 0 {
@@ -633,17 +639,19 @@ impl Broker {
                 0,
                 &subs,
             ));
-        } else if session_present {
+        } else if was_stored {
             // The session was persistent and is not any more: forget its rows.
             ops.extend(persist::delete_session(&info.client_id));
         }
         if let Some(will) = fired_will {
             self.publish_will(will).await;
         }
-        if !ops.is_empty() {
-            self.commit_state(ops)
-                .await
-                .map_err(|_| reason::SERVER_UNAVAILABLE)?;
+        if !ops.is_empty() && self.commit_state(ops).await.is_err() {
+            // Refused: let go of the session so the client's retry can take it.
+            slot.lock().owner = None;
+            slot.online.store(false, Ordering::Relaxed);
+            slot.released.notify_waiters();
+            return Err(reason::SERVER_UNAVAILABLE);
         }
         self.inner
             .stats
@@ -666,7 +674,8 @@ impl Broker {
         s.queued = [0; 2];
         slot.drained.notify_waiters();
         let will = s.will.take().map(|(w, _)| w);
-        let persistent = Slot::persistent(&s);
+        // Rows exist if it was ever stored, even if a DISCONNECT just set its expiry to 0.
+        let persistent = std::mem::take(&mut s.stored);
         drop(s);
         self.subs_write().remove_session(slot.id);
         let mut reg = self.registry_mut();
