@@ -412,8 +412,10 @@ fn session_ended_by_disconnect_stays_ended_after_restart() {
     let (mut c, ack) = Raw::handshake(&b.mqtt_addr, &persistent(Protocol::V5, "ender", true));
     assert!(!ack.session_present);
     c.subscribe("end/t", QoS::AtLeastOnce);
-    let mut properties = outpost::mqtt::packet::Properties::default();
-    properties.session_expiry_interval = Some(0);
+    let properties = outpost::mqtt::packet::Properties {
+        session_expiry_interval: Some(0),
+        ..Default::default()
+    };
     c.send(&Packet::Disconnect(outpost::mqtt::packet::Disconnect {
         reason: 0,
         properties,
