@@ -36,9 +36,11 @@ pub enum ServeError {
     Mqtt(String),
     /// The listener could not be bound.
     #[error(
-        "cannot listen on {addr}: {source} (is another broker using the port? set [wire] listen)"
+        "cannot listen on {addr}: {source} (is another broker using the port? set {key} in the config)"
     )]
     Bind {
+        /// The config key of the listener (`[wire] listen` or `[mqtt] listen`).
+        key: &'static str,
         /// Address.
         addr: SocketAddr,
         /// I/O error.
@@ -65,12 +67,13 @@ impl Server {
     pub async fn start(config: Config) -> Result<Self, ServeError> {
         let log = Log::open(&config)?;
         let addr = config.wire.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        let wire_addr = listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind { addr, source })?;
+        let bind = |source| ServeError::Bind {
+            key: "[wire] listen",
+            addr,
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind)?;
+        let wire_addr = listener.local_addr().map_err(bind)?;
         let shutdown = Shutdown::new();
         tokio::spawn(crate::log::retention::run(
             log.clone(),
@@ -146,12 +149,13 @@ async fn start_mqtt(
     let broker = Broker::open(log.clone(), m, config.log.batch_max_bytes as usize)
         .map_err(ServeError::Mqtt)?;
     let addr = m.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bind = |source| ServeError::Bind {
+        key: "[mqtt] listen",
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind)?;
+    let bound = listener.local_addr().map_err(bind)?;
     let conn = MqttConnConfig {
         session: SessionConfig {
             max_packet_bytes: m.max_packet_bytes,
