@@ -17,8 +17,7 @@
 use libfuzzer_sys::fuzz_target;
 use outpost::mqtt::codec::{decode, encode, encoded_len, frame_len, DecodeError};
 use outpost::mqtt::packet::{
-    Packet, Properties, Protocol, SubscribeFilters, SubscriptionOptions, UnsubscribeFilters,
-    UserProperties,
+    Packet, Protocol, SubscribeFilters, SubscriptionOptions, UnsubscribeFilters, UserProperties,
 };
 
 /// `max = 1 << (first byte % MAX_SIZE_SHIFTS)`: up to past the largest possible packet.
@@ -118,7 +117,7 @@ impl<'a> Meaning<'a> {
             }
             _ => {}
         }
-        let user_properties = properties_mut(&mut packet)
+        let user_properties = Packet::properties_mut(&mut packet)
             .into_iter()
             .map(|p| std::mem::take(&mut p.user_properties).iter().collect())
             .collect();
@@ -128,28 +127,5 @@ impl<'a> Meaning<'a> {
             subscribe,
             unsubscribe,
         }
-    }
-}
-
-/// Every property set of a packet (a CONNECT's will has its own).
-fn properties_mut<'p, 'a>(packet: &'p mut Packet<'a>) -> Vec<&'p mut Properties<'a>> {
-    match packet {
-        Packet::Connect(c) => {
-            let mut all = vec![&mut c.properties];
-            all.extend(c.will.as_mut().map(|w| &mut w.properties));
-            all
-        }
-        Packet::ConnAck(c) => vec![&mut c.properties],
-        Packet::Publish(p) => vec![&mut p.properties],
-        Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
-            vec![&mut r.properties]
-        }
-        Packet::Subscribe(s) => vec![&mut s.properties],
-        Packet::SubAck(a) => vec![&mut a.properties],
-        Packet::Unsubscribe(u) => vec![&mut u.properties],
-        Packet::UnsubAck(a) => vec![&mut a.properties],
-        Packet::Disconnect(d) => vec![&mut d.properties],
-        Packet::Auth(a) => vec![&mut a.properties],
-        Packet::PingReq | Packet::PingResp => Vec::new(),
     }
 }

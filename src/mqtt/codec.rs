@@ -2300,28 +2300,6 @@ mod tests {
         unsubscribe: Vec<&'a str>,
     }
 
-    fn properties_mut<'p, 'a>(packet: &'p mut Packet<'a>) -> Vec<&'p mut Properties<'a>> {
-        match packet {
-            Packet::Connect(c) => {
-                let mut all = vec![&mut c.properties];
-                all.extend(c.will.as_mut().map(|w| &mut w.properties));
-                all
-            }
-            Packet::ConnAck(c) => vec![&mut c.properties],
-            Packet::Publish(p) => vec![&mut p.properties],
-            Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
-                vec![&mut r.properties]
-            }
-            Packet::Subscribe(s) => vec![&mut s.properties],
-            Packet::SubAck(a) => vec![&mut a.properties],
-            Packet::Unsubscribe(u) => vec![&mut u.properties],
-            Packet::UnsubAck(a) => vec![&mut a.properties],
-            Packet::Disconnect(d) => vec![&mut d.properties],
-            Packet::Auth(a) => vec![&mut a.properties],
-            Packet::PingReq | Packet::PingResp => vec![],
-        }
-    }
-
     fn meaning<'a>(packet: &Packet<'a>) -> Meaning<'a> {
         let mut packet = *packet;
         let (mut subscribe, mut unsubscribe) = (vec![], vec![]);
@@ -2336,7 +2314,7 @@ mod tests {
             }
             _ => {}
         }
-        let user_properties = properties_mut(&mut packet)
+        let user_properties = Packet::properties_mut(&mut packet)
             .into_iter()
             .map(|p| std::mem::take(&mut p.user_properties).iter().collect())
             .collect();
@@ -2350,7 +2328,7 @@ mod tests {
 
     /// What is left of a packet's meaning on a v3 connection.
     fn as_v3(mut m: Meaning<'_>) -> Meaning<'_> {
-        properties_mut(&mut m.packet)
+        Packet::properties_mut(&mut m.packet)
             .into_iter()
             .for_each(|p| *p = Properties::default());
         m.user_properties.iter_mut().for_each(Vec::clear);

@@ -343,6 +343,32 @@ pub enum Packet<'a> {
     Auth(Auth<'a>),
 }
 
+impl<'a> Packet<'a> {
+    /// Every property set of the packet, mutably (a CONNECT's will has its own); empty for
+    /// PINGREQ and PINGRESP. For tests and the fuzz target, which normalise packets.
+    pub fn properties_mut(&mut self) -> Vec<&mut Properties<'a>> {
+        match self {
+            Packet::Connect(c) => {
+                let mut all = vec![&mut c.properties];
+                all.extend(c.will.as_mut().map(|w| &mut w.properties));
+                all
+            }
+            Packet::ConnAck(c) => vec![&mut c.properties],
+            Packet::Publish(p) => vec![&mut p.properties],
+            Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
+                vec![&mut r.properties]
+            }
+            Packet::Subscribe(s) => vec![&mut s.properties],
+            Packet::SubAck(a) => vec![&mut a.properties],
+            Packet::Unsubscribe(u) => vec![&mut u.properties],
+            Packet::UnsubAck(a) => vec![&mut a.properties],
+            Packet::Disconnect(d) => vec![&mut d.properties],
+            Packet::Auth(a) => vec![&mut a.properties],
+            Packet::PingReq | Packet::PingResp => Vec::new(),
+        }
+    }
+}
+
 /// MQTT 5 reason codes used by the broker (section 2.4). v3 return codes are separate
 /// (see [`connack_v3`]).
 pub mod reason {
