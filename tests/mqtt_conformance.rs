@@ -1081,6 +1081,54 @@ fn max_connections() {
     two.ping();
 }
 
+/// [MQTT-3.3.2-15]..[MQTT-3.3.2-20] (request/response and user properties): the server
+/// forwards Payload Format Indicator, Content Type, Response Topic, Correlation Data and User
+/// Properties unchanged and in order, and the log record carries them as headers.
+#[test]
+fn request_response_and_user_properties_pass_through() {
+    let (_dir, b) = start("");
+    let mut sub = Raw::v5(&b.mqtt_addr, "rr-sub");
+    sub.subscribe("rr/#", QoS::AtLeastOnce);
+    let mut users = Vec::new();
+    outpost::mqtt::codec::encode_user_properties([("k", "v1"), ("k", "v2"), ("z", "")], &mut users)
+        .unwrap();
+    let mut p = publish("rr/req", b"{\"q\":1}", QoS::AtLeastOnce, false);
+    p.properties = Properties {
+        payload_format_indicator: Some(1),
+        content_type: Some("application/json"),
+        response_topic: Some("rr/reply/42"),
+        correlation_data: Some(b"\x00\x01corr"),
+        user_properties: outpost::mqtt::packet::UserProperties { block: &users },
+        ..Properties::default()
+    };
+    let mut publisher = Raw::v5(&b.mqtt_addr, "rr-pub");
+    assert_eq!(publisher.publish_with(p), reason::SUCCESS);
+    let m = sub.next_msg();
+    assert_eq!(m.payload_format, Some(1));
+    assert_eq!(m.content_type.as_deref(), Some("application/json"));
+    assert_eq!(m.response_topic.as_deref(), Some("rr/reply/42"));
+    assert_eq!(m.correlation_data.as_deref(), Some(&b"\x00\x01corr"[..]));
+    let pairs: Vec<(&str, &str)> = m
+        .user_properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(pairs, [("k", "v1"), ("k", "v2"), ("z", "")]);
+    let records = b.consume_json("rr", 10);
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(
+        header(r, "mqtt.response_topic").as_deref(),
+        Some("rr/reply/42")
+    );
+    assert_eq!(
+        header(r, "mqtt.content_type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(header(r, "mqtt.payload_format").as_deref(), Some("1"));
+    assert_eq!(header(r, "z").as_deref(), Some(""));
+}
+
 /// Limits: `max_topic_levels` bounds topic names (PUBLISH: v5 DISCONNECT 0x90 Topic Name
 /// invalid, [MQTT-3.3.2-2] family) and filters (SUBACK 0x8F Topic Filter invalid,
 /// [MQTT-3.9.3-1] reason codes); names and filters within the limit work.
