@@ -1117,16 +1117,10 @@ fn request_response_and_user_properties_pass_through() {
     let records = b.consume_json("rr", 10);
     assert_eq!(records.len(), 1);
     let r = &records[0];
-    assert_eq!(
-        header(r, "mqtt.response_topic").as_deref(),
-        Some("rr/reply/42")
-    );
-    assert_eq!(
-        header(r, "mqtt.content_type").as_deref(),
-        Some("application/json")
-    );
-    assert_eq!(header(r, "mqtt.payload_format").as_deref(), Some("1"));
-    assert_eq!(header(r, "z").as_deref(), Some(""));
+    assert_eq!(header(r, "mqtt.response_topic"), Some("rr/reply/42"));
+    assert_eq!(header(r, "mqtt.content_type"), Some("application/json"));
+    assert_eq!(header(r, "mqtt.payload_format"), Some("1"));
+    assert_eq!(header(r, "z"), Some(""));
 }
 
 /// Limits: `max_topic_levels` bounds topic names (PUBLISH: v5 DISCONNECT 0x90 Topic Name
