@@ -27,6 +27,11 @@ CONNECTIONS=${CONNECTIONS:-10000}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release/outpost
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
+if [ ! -x "$MOSQUITTO" ]; then
+  echo "no Mosquitto at $MOSQUITTO: install it (apt-get install -y mosquitto; then" \
+       "systemctl disable --now mosquitto, so it does not hold port 1883) or set MOSQUITTO=" >&2
+  exit 1
+fi
 
 cargo build --release --quiet
 # Each process (a broker, the load generator) holds CONNECTIONS sockets plus its own files.

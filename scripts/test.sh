@@ -29,8 +29,10 @@ fi
 # a second run does no network traffic.
 say "MQTT interop tools: mosquitto clients, python3 venv with paho-mqtt"
 apt_packages=()
+# Only the clients: Debian's `mosquitto` package starts a broker on 1883, which would keep
+# `outpost serve` (README's other command) from binding its default MQTT port.
 if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
-  apt_packages+=(mosquitto mosquitto-clients)
+  apt_packages+=(mosquitto-clients)
 fi
 # Debian's python3 lacks ensurepip (so `python3 -m venv` fails) until python3-venv is in.
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
