@@ -976,20 +976,17 @@ impl Broker {
         full: &mut Vec<Arc<Slot>>,
     ) -> Vec<(Arc<Slot>, Delivery)> {
         let mut routes: Vec<Route> = Vec::new();
-        {
-            let reg = self.registry();
-            let online = |id: SessionId| {
-                reg.by_id
-                    .get(&id)
-                    .is_some_and(|s| s.online.load(Ordering::Relaxed))
-            };
-            self.subs_read()
-                .route(&msg.topic, msg.publisher, online, &mut routes);
-        }
+        let reg = self.registry();
+        let online = |id: SessionId| {
+            reg.by_id
+                .get(&id)
+                .is_some_and(|s| s.online.load(Ordering::Relaxed))
+        };
+        self.subs_read()
+            .route(&msg.topic, msg.publisher, online, &mut routes);
         if routes.is_empty() {
             return Vec::new();
         }
-        let reg = self.registry();
         let mut out = Vec::with_capacity(routes.len());
         for route in routes {
             let Some(slot) = reg.by_id.get(&route.session) else {

@@ -116,9 +116,7 @@ impl Conn {
         let mut buf: Vec<u8> = Vec::new();
         let mut stop = shutdown.subscribe();
         let close = 'conn: loop {
-            if let Err(close) = self.pull_deliveries() {
-                break close;
-            }
+            self.pull_deliveries();
             if let Err(close) = self.perform().await {
                 break close;
             }
@@ -226,9 +224,9 @@ impl Conn {
     }
 
     /// Moves deliveries from the session's queue into the session while there is room.
-    fn pull_deliveries(&mut self) -> Result<(), Close> {
+    fn pull_deliveries(&mut self) {
         let Some(a) = &self.attached else {
-            return Ok(());
+            return;
         };
         let now_ms = crate::log::now_ms();
         while self.session.transmit().len() < TRANSMIT_HIGH_WATER {
@@ -238,7 +236,6 @@ impl Conn {
             self.broker.count_sent(d.msg.payload.len());
             self.session.deliver(d, now_ms);
         }
-        Ok(())
     }
 
     /// Performs the session's pending actions, keeping publishes back for
@@ -322,56 +319,54 @@ impl Conn {
     }
 
     async fn perform_one(&mut self, action: Action) -> Result<(), Close> {
-        {
-            match action {
-                Action::Connect(info) => {
-                    if self.refuse {
-                        return Err(self.session.refuse(reason::SERVER_BUSY));
+        match action {
+            Action::Connect(info) => {
+                if self.refuse {
+                    return Err(self.session.refuse(reason::SERVER_BUSY));
+                }
+                // Boxed: rare, and its future is large; inline it would size every idle connection.
+                match Box::pin(self.broker.connect(&info)).await {
+                    Ok(mut attached) => {
+                        let state = std::mem::take(&mut attached.state);
+                        self.session.connected(
+                            attached.slot.id,
+                            attached.session_present,
+                            state,
+                            Instant::now(),
+                        );
+                        self.attached = Some(attached);
                     }
-                    // Boxed: rare, and its future is large; inline it would size every idle connection.
-                    match Box::pin(self.broker.connect(&info)).await {
-                        Ok(mut attached) => {
-                            let state = std::mem::take(&mut attached.state);
-                            self.session.connected(
-                                attached.slot.id,
-                                attached.session_present,
-                                state,
-                                Instant::now(),
-                            );
-                            self.attached = Some(attached);
-                        }
-                        Err(code) => return Err(self.session.refuse(code)),
-                    }
+                    Err(code) => return Err(self.session.refuse(code)),
                 }
-                Action::Publish { msg, packet_id } => {
-                    self.batch.push((msg, packet_id));
-                    self.flush_publishes().await?;
+            }
+            Action::Publish { msg, packet_id } => {
+                self.batch.push((msg, packet_id));
+                self.flush_publishes().await?;
+            }
+            Action::Subscribe { packet_id, entries } => {
+                let Some(a) = &self.attached else {
+                    return Ok(());
+                };
+                let reasons = Box::pin(self.broker.subscribe(&a.slot, &entries)).await;
+                self.session.subscribed(packet_id, &reasons);
+            }
+            Action::Unsubscribe { packet_id, filters } => {
+                let Some(a) = &self.attached else {
+                    return Ok(());
+                };
+                let reasons = Box::pin(self.broker.unsubscribe(&a.slot, &filters)).await;
+                self.session.unsubscribed(packet_id, &reasons);
+            }
+            Action::InboundDone(pid) => {
+                if let Some(a) = &self.attached {
+                    self.broker.inbound_done(&a.slot, pid).await;
                 }
-                Action::Subscribe { packet_id, entries } => {
-                    let Some(a) = &self.attached else {
-                        return Ok(());
-                    };
-                    let reasons = Box::pin(self.broker.subscribe(&a.slot, &entries)).await;
-                    self.session.subscribed(packet_id, &reasons);
-                }
-                Action::Unsubscribe { packet_id, filters } => {
-                    let Some(a) = &self.attached else {
-                        return Ok(());
-                    };
-                    let reasons = Box::pin(self.broker.unsubscribe(&a.slot, &filters)).await;
-                    self.session.unsubscribed(packet_id, &reasons);
-                }
-                Action::InboundDone(pid) => {
-                    if let Some(a) = &self.attached {
-                        self.broker.inbound_done(&a.slot, pid).await;
-                    }
-                }
-                Action::Done(d) | Action::Sent(d) | Action::Released(d) if d.seq.is_none() => {}
-                Action::Done(d) => self.row(&d, true),
-                Action::Sent(d) | Action::Released(d) => {
-                    self.row(&d, false);
-                    self.rows_before_send = true;
-                }
+            }
+            Action::Done(d) | Action::Sent(d) | Action::Released(d) if d.seq.is_none() => {}
+            Action::Done(d) => self.row(&d, true),
+            Action::Sent(d) | Action::Released(d) => {
+                self.row(&d, false);
+                self.rows_before_send = true;
             }
         }
         Ok(())

@@ -603,10 +603,7 @@ impl Session {
         let v5 = self.protocol.is_v5();
         // Resolve a v5 topic alias ([MQTT-3.3.2-8]..[MQTT-3.3.2-12]).
         let topic: Box<str> = match p.properties.topic_alias {
-            Some(alias) if !v5 => {
-                let _ = alias;
-                return Err(self.close(reason::PROTOCOL_ERROR, true));
-            }
+            Some(_) if !v5 => return Err(self.close(reason::PROTOCOL_ERROR, true)),
             Some(alias) => {
                 if alias == 0 || alias > self.config.topic_alias_maximum {
                     return Err(self.close(reason::TOPIC_ALIAS_INVALID, true));
