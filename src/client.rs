@@ -63,6 +63,10 @@ pub enum ClientError {
     /// The broker did not answer in time.
     #[error("timed out waiting for the broker")]
     Timeout,
+    /// The bridge status the broker sent is not the JSON this client reads (a broker of
+    /// another version?).
+    #[error("the broker's bridge status does not parse: {0}")]
+    BridgeStatusJson(#[source] serde_json::Error),
 }
 
 /// A reply frame, owned.
@@ -455,6 +459,18 @@ impl Client {
         };
         match self.call_raw(id, &frame).await?.frame() {
             Frame::OffsetResult { offset, .. } => Ok(offset),
+            other => Err(refusal(&other)),
+        }
+    }
+
+    /// The status of every bridge the broker runs, in configuration order (empty when none
+    /// is configured).
+    pub async fn bridge_status(&self) -> Result<Vec<outpost_bridge::BridgeStatus>, ClientError> {
+        let reply = self.call(|id| Frame::BridgeStatus { request_id: id }).await?;
+        match reply.frame() {
+            Frame::BridgeStatusReply { json, .. } => {
+                serde_json::from_str(json).map_err(ClientError::BridgeStatusJson)
+            }
             other => Err(refusal(&other)),
         }
     }

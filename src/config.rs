@@ -91,6 +91,9 @@ pub struct Config {
     pub topic_defaults: TopicDefaults,
     /// The MQTT broker.
     pub mqtt: MqttConfig,
+    /// `[[bridge]]` blocks: upstream connections and their routes.
+    #[serde(rename = "bridge")]
+    pub bridges: Vec<outpost_bridge::config::BridgeConfig>,
 }
 
 /// `[mqtt]`: the MQTT listener, its limits and the ingest rules.
@@ -254,6 +257,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             topic_defaults: TopicDefaults::default(),
             mqtt: MqttConfig::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -453,6 +457,41 @@ sys_interval_secs = 10
 # [[mqtt.ingest]]
 # filter = "debug/#"
 # store = false                      # delivered to subscribers, not stored
+
+# Bridges forward log topics to an upstream MQTT broker, at least once, resuming from a
+# checkpoint in the log file after any outage or restart. None by default. Example:
+#
+# [[bridge]]
+# name = "cloud"                     # unique; keys checkpoints and status
+# upstream = "mqtts://mqtt.example.com:8883"   # or mqtt://host:1883
+# mqtt_version = "5"                 # "5" (origin in user properties) or "3.1.1"
+# client_id = ""                     # default "<gateway_id>-<name>"
+# username = "gw-0042"
+# password = "secret"
+# ca_file = "/etc/outpost/ca.pem"    # mqtts:// only; client_cert_file + client_key_file for mTLS
+# keep_alive_secs = 30
+# connect_timeout_secs = 10
+# ack_timeout_secs = 20              # watchdog: no PUBACK this long while in flight -> reconnect
+# reconnect_min_ms = 500             # backoff doubles per failure, with jitter, up to the max
+# reconnect_max_ms = 30000
+# checkpoint_interval_ms = 1000      # longest time acknowledged progress waits to be committed
+# max_packet_bytes = 1048576         # larger records are skipped, logged and counted as dropped
+# envelope = "none"                  # 3.1.1 only: "json" wraps origin, key and value in JSON
+#
+# [[bridge.route]]
+# topic = "sensors"                  # the log topic (all partitions)
+# name = "sensors"                   # default: the topic
+# upstream_topic = "{gateway}/{mqtt_topic}"   # also {topic} {partition} {key}
+# qos = 1                            # 1 (acknowledged) or 0
+# retain = false
+# max_inflight = 1000                # per partition; also the most duplicates after a crash
+# batch_bytes = 65536                # read from the log at a time
+# linger_ms = 0                      # wait for more records before sending new ones
+# rate_messages = 0                  # per second for metered links; 0 = unlimited
+# rate_bytes = 0
+# start = "earliest"                 # new route: "earliest", "latest", RFC 3339 time, Unix ms
+# overflow = "drop_oldest"           # or "refuse": retention keeps unforwarded records and
+#                                    # ingest into a full partition is refused (MQTT 5: 0x97)
 "#;
 
 /// Why a configuration could not be used.
@@ -479,6 +518,9 @@ pub enum ConfigError {
     /// An `[[mqtt.ingest]]` rule cannot be used.
     #[error("config: {0}")]
     Ingest(#[from] crate::ingest::RuleError),
+    /// A `[[bridge]]` block cannot be used.
+    #[error("config: {0}")]
+    Bridge(#[from] outpost_bridge::config::ConfigError),
     /// A value parses but cannot work.
     #[error("config key `{key}`: {problem}; fix: {fix}")]
     Invalid {
@@ -612,6 +654,7 @@ impl Config {
             return Err(ConfigError::Invalid { key, problem, fix });
         }
         crate::ingest::Ingest::from_config(&self.mqtt)?;
+        outpost_bridge::config::validate_all(&self.bridges)?;
         Ok(())
     }
 

@@ -34,6 +34,9 @@ pub enum ServeError {
     /// The MQTT state could not be restored, or the ingest rules are invalid.
     #[error("MQTT: {0}")]
     Mqtt(String),
+    /// A bridge could not start (TLS files, stored checkpoints).
+    #[error("{0}")]
+    Bridge(String),
     /// The listener could not be bound.
     #[error(
         "cannot listen on {addr}: {source} (is another broker using the port? set {key} in the config)"
@@ -57,6 +60,10 @@ pub struct Server {
     pub mqtt_addr: Option<SocketAddr>,
     /// The log it serves.
     pub log: Log,
+    /// Every bridge's status, as `BridgeStatus` requests report it. Bridges started for this
+    /// server must register on this same board.
+    pub bridges: outpost_bridge::StatusBoard,
+    bridge_tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<()>,
     mqtt_task: Option<tokio::task::JoinHandle<()>>,
@@ -66,6 +73,9 @@ impl Server {
     /// Opens the log and binds the listener; serving starts at once in the background.
     pub async fn start(config: Config) -> Result<Self, ServeError> {
         let log = Log::open(&config)?;
+        // One board for the whole server: the wire connections read it, the bridges'
+        // forwarders write it.
+        let bridges = outpost_bridge::StatusBoard::new();
         let addr = config.wire.listen;
         let bind = |source| ServeError::Bind {
             key: "[wire] listen",
@@ -75,6 +85,14 @@ impl Server {
         let listener = TcpListener::bind(addr).await.map_err(bind)?;
         let wire_addr = listener.local_addr().map_err(bind)?;
         let shutdown = Shutdown::new();
+        // Bridges first: they place their retention holds before retention's first pass.
+        let mut bridge_tasks = Vec::new();
+        for b in &config.bridges {
+            let task = outpost_bridge::start(log.clone(), b.clone(), bridges.clone(), shutdown.subscribe())
+                .await
+                .map_err(|e| ServeError::Bridge(e.to_string()))?;
+            bridge_tasks.push(task);
+        }
         tokio::spawn(crate::log::retention::run(
             log.clone(),
             config.retention.clone(),
@@ -94,18 +112,19 @@ impl Server {
         } else {
             (None, None)
         };
-        let (wire_log, wire_stop) = (log.clone(), shutdown.clone());
+        let (wire_log, wire_bridges, wire_stop) = (log.clone(), bridges.clone(), shutdown.clone());
         let task = tokio::spawn(accept_loop(
             listener,
             shutdown.clone(),
             "binary protocol",
             move |stream, peer, _| {
                 let permit = limit.clone().try_acquire_owned().ok();
-                let (log, shutdown) = (wire_log.clone(), wire_stop.clone());
+                let (log, bridges) = (wire_log.clone(), wire_bridges.clone());
+                let shutdown = wire_stop.clone();
                 Some(async move {
                     match permit {
                         Some(permit) => {
-                            connection::serve(stream, log, conn, shutdown).await;
+                            connection::serve(stream, log, bridges, conn, shutdown).await;
                             drop(permit);
                         }
                         None => {
@@ -120,6 +139,8 @@ impl Server {
             wire_addr,
             mqtt_addr,
             log,
+            bridges,
+            bridge_tasks,
             shutdown,
             task,
             mqtt_task,
@@ -132,6 +153,10 @@ impl Server {
         self.shutdown.trigger();
         let _ = self.task.await;
         if let Some(t) = self.mqtt_task {
+            let _ = t.await;
+        }
+        // Bridges commit their last checkpoints through the writer: before it drains.
+        for t in self.bridge_tasks {
             let _ = t.await;
         }
         self.log.shutdown().await;

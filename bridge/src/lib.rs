@@ -1,12 +1,25 @@
-//! Upstream forwarding of Outpost log topics (to MQTT or Kafka) with checkpointed offsets.
+//! Upstream forwarding of Outpost log topics with checkpointed offsets.
 //!
-//! For now this crate holds the contract between the broker and the bridge: [`LogSource`],
-//! the read side of the log that a forwarder needs (partitions, offsets, batches from an
-//! offset, waiting for new data). The broker implements it for its log; the bridge never
-//! depends on the broker crate. Routes, upstream sinks and checkpoints come with the bridge.
+//! The broker implements [`LogSource`] (the read side of its log) and [`CheckpointStore`];
+//! this crate never depends on the broker. A bridge ([`config::BridgeConfig`]) is one
+//! upstream connection carrying routes (log topic → upstream topic template). Per route and
+//! partition the forwarder reads from the checkpoint, sends a window of records, and advances
+//! and commits the checkpoint only over the contiguous prefix the upstream acknowledged. See
+//! `forwarder` for the rules, and [`Upstream`] for what an upstream (MQTT now, Kafka next)
+//! provides.
 
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod forwarder;
+pub mod mqtt;
+pub mod pace;
 mod source;
+mod status;
+pub mod template;
+mod upstream;
 
-pub use source::{LogSource, SourceBatches};
+pub use forwarder::{start, StartError};
+pub use source::{Checkpoint, CheckpointStore, LogSource, SourceBatches, SourceRecord};
+pub use status::{BridgeStatus, PartitionStatus, RouteStatus, StatusBoard};
+pub use upstream::{MsgId, OutRecord, SendError, Upstream, UpstreamEvent};

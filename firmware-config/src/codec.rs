@@ -208,14 +208,15 @@ mod tests {
 
     #[test]
     fn unknown_discriminant_is_unknown_frame() {
-        assert_eq!(decode_frame(&[0x01, 0x14], 64), Err(Error::UnknownFrame));
+        // 22: the first discriminant after `BridgeStatusReply`.
+        assert_eq!(decode_frame(&[0x01, 0x16], 64), Err(Error::UnknownFrame));
         assert_eq!(
             decode_frame(&[0x03, 0x80, 0x01, 0x00], 64),
             Err(Error::UnknownFrame)
         );
         let huge = [0x05, 0xff, 0xff, 0xff, 0xff, 0x0f];
         assert_eq!(decode_frame(&huge, 64), Err(Error::UnknownFrame));
-        assert_eq!(decode_body(&[0x14]), Err(Error::UnknownFrame));
+        assert_eq!(decode_body(&[0x16]), Err(Error::UnknownFrame));
     }
 
     #[test]
@@ -232,6 +233,9 @@ mod tests {
             &[0x07, 0x0b, 0x01, 0x01, b't', 0x01, 0x00, 0x00, 0x05], // Compression 5
             &[0x04, 0x0e, 0x01, 0x01, 0x80], // TopicList count cut short
             &[0x03, 0x0e, 0x01, 0x00],       // TopicList with an empty byte string
+            &[0x03, 0x14, 0x01, 0x00],       // BridgeStatus with a trailing byte
+            &[0x04, 0x15, 0x01, 0x01, 0xff], // BridgeStatusReply json not UTF-8
+            &[0x04, 0x15, 0x01, 0x05, b'['], // BridgeStatusReply json cut short
         ];
         for bytes in cases {
             assert_eq!(

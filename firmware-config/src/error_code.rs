@@ -64,6 +64,8 @@ codes! {
     UNEXPECTED_FRAME = 15,
     /// The broker is at a connection or in-flight limit; retry later.
     BUSY = 16,
+    /// The partition is full (a bridge with overflow = "refuse" is behind); retry later.
+    QUOTA_EXCEEDED = 17,
 }
 
 impl fmt::Display for ErrorCode {
@@ -93,9 +95,9 @@ mod tests {
 
     #[test]
     fn every_code_has_a_distinct_name() {
-        for a in 1..=16u16 {
+        for a in 1..=17u16 {
             assert_ne!(ErrorCode(a).name(), "UNKNOWN", "{a}");
-            for b in (a + 1)..=16 {
+            for b in (a + 1)..=17 {
                 assert_ne!(ErrorCode(a).name(), ErrorCode(b).name());
             }
         }

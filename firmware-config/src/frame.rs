@@ -48,11 +48,15 @@
 //! | 17 | `Done` | `request_id` u32 |
 //! | 18 | `Ping` | `request_id` u32 |
 //! | 19 | `Pong` | `request_id` u32 |
+//! | 20 | `BridgeStatus` | `request_id` u32 |
+//! | 21 | `BridgeStatusReply` | `request_id` u32, `json` str |
 //!
 //! Nested enums: [`AckMode`] is `00` None, `01` Commit; [`Compression`] is `00` None, `01`
 //! Gzip, `02` Snappy, `03` Lz4, `04` Zstd. [`PartitionInfo`] is `partition` u32,
 //! `start_offset` u64, `end_offset` u64, `bytes` u64, `oldest_timestamp_ms` Option u64. The
-//! record and header layouts are in [`record`](crate::record).
+//! record and header layouts are in [`record`](crate::record). `BridgeStatusReply.json` is
+//! opaque text to this crate: a JSON array whose objects are defined by the broker's
+//! `outpost_bridge::BridgeStatus`.
 //!
 //! The order of variants and fields is the format: golden-bytes tests freeze it. New frames
 //! are added at the end; a receiver answers a discriminant it does not know with an `Error`
@@ -269,10 +273,24 @@ pub enum Frame<'a> {
         /// The ping's id.
         request_id: u32,
     },
+    /// Client → broker: the status of every upstream bridge.
+    BridgeStatus {
+        /// Echoed in the reply (`BridgeStatusReply`).
+        request_id: u32,
+    },
+    /// Broker → client: the answer to `BridgeStatus`.
+    BridgeStatusReply {
+        /// The request's id.
+        request_id: u32,
+        /// A JSON array with one object per configured bridge, in configuration order (`[]`
+        /// when none is). The objects' schema is the broker's `outpost_bridge::BridgeStatus`;
+        /// this crate does not parse the text.
+        json: &'a str,
+    },
 }
 
 /// The number of frame variants: the discriminants this version knows are `0..FRAME_KINDS`.
-pub(crate) const FRAME_KINDS: u32 = 20;
+pub(crate) const FRAME_KINDS: u32 = 22;
 
 impl Frame<'_> {
     /// The id of the request this frame is or answers. `None` for `Hello` and `HelloAck`,
@@ -298,7 +316,9 @@ impl Frame<'_> {
             | F::TopicInfo { request_id, .. }
             | F::Done { request_id }
             | F::Ping { request_id }
-            | F::Pong { request_id } => Some(request_id),
+            | F::Pong { request_id }
+            | F::BridgeStatus { request_id }
+            | F::BridgeStatusReply { request_id, .. } => Some(request_id),
         }
     }
 
@@ -326,6 +346,8 @@ impl Frame<'_> {
             F::Done { .. } => "Done",
             F::Ping { .. } => "Ping",
             F::Pong { .. } => "Pong",
+            F::BridgeStatus { .. } => "BridgeStatus",
+            F::BridgeStatusReply { .. } => "BridgeStatusReply",
         }
     }
 
@@ -453,8 +475,9 @@ mod tests {
     #[test]
     fn names_are_distinct() {
         let frames = frames();
-        for (i, (a, _)) in frames.iter().take(20).enumerate() {
-            for (b, _) in frames.iter().take(20).skip(i + 1) {
+        let kinds = FRAME_KINDS as usize;
+        for (i, (a, _)) in frames.iter().take(kinds).enumerate() {
+            for (b, _) in frames.iter().take(kinds).skip(i + 1) {
                 assert_ne!(a.name(), b.name());
             }
         }

@@ -42,7 +42,7 @@ fn seq<T>(bytes: &'static [u8]) -> Seq<'static, T> {
 }
 
 /// One frame of every variant (and a few edge values), each with its encoding: length prefix
-/// then body. Discriminants in order 0..=19, then extras.
+/// then body. Discriminants in order 0..=21, then extras.
 pub(crate) fn frames() -> Vec<(Frame<'static>, &'static [u8])> {
     std::vec![
         (
@@ -194,7 +194,16 @@ pub(crate) fn frames() -> Vec<(Frame<'static>, &'static [u8])> {
         (Frame::Done { request_id: 17 }, &[0x02, 0x11, 0x11]),
         (Frame::Ping { request_id: 300 }, &[0x03, 0x12, 0xac, 0x02]),
         (Frame::Pong { request_id: 300 }, &[0x03, 0x13, 0xac, 0x02]),
-        // Extras: the other side of options and a code this version does not name.
+        (Frame::BridgeStatus { request_id: 18 }, &[0x02, 0x14, 0x12]),
+        (
+            Frame::BridgeStatusReply {
+                request_id: 18,
+                json: "[]"
+            },
+            &[0x05, 0x15, 0x12, 0x02, b'[', b']'],
+        ),
+        // Extras: the other side of options, a code this version does not name, and status
+        // text with a two-byte UTF-8 character (`é` = `c3 a9`).
         (
             Frame::OffsetResult {
                 request_id: 12,
@@ -209,6 +218,16 @@ pub(crate) fn frames() -> Vec<(Frame<'static>, &'static [u8])> {
                 message: ""
             },
             &[0x05, 0x04, 0x00, 0xe7, 0x07, 0x00],
+        ),
+        (
+            Frame::BridgeStatusReply {
+                request_id: 1,
+                json: "[{\"name\":\"é\"}]"
+            },
+            &[
+                0x12, 0x15, 0x01, 0x0f, b'[', b'{', b'"', b'n', b'a', b'm', b'e', b'"', b':', b'"',
+                0xc3, 0xa9, b'"', b'}', b']',
+            ],
         ),
         (
             Frame::Produce {
@@ -253,10 +272,10 @@ mod tests {
     #[test]
     fn golden_covers_every_discriminant_in_order() {
         let frames = frames();
-        for (disc, (frame, bytes)) in frames.iter().take(20).enumerate() {
+        for (disc, (frame, bytes)) in frames.iter().take(22).enumerate() {
             assert_eq!(usize::from(bytes[1]), disc, "{}", frame.name());
         }
-        assert_eq!(crate::frame::FRAME_KINDS, 20);
+        assert_eq!(crate::frame::FRAME_KINDS, 22);
     }
 
     #[test]

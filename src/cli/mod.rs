@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod bench_mqtt;
+pub mod bridge;
 pub mod config;
 pub mod consume;
 pub mod produce;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Load generator: produce or consume at full speed and report rates and latencies.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Upstream bridges of the running broker: their connection, checkpoints and lag.
+    #[command(subcommand)]
+    Bridge(bridge::BridgeCommand),
 }
 
 /// A failed subcommand, printed as one line.
@@ -89,5 +93,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Produce(args) => produce::run(&cli.broker, args).await,
         Command::Consume(args) => consume::run(&cli.broker, args).await,
         Command::Bench(cmd) => bench::run(&cli.broker, cmd).await,
+        Command::Bridge(cmd) => bridge::run(&cli.broker, cmd).await,
     }
 }

@@ -127,6 +127,15 @@ pub enum AppendError {
     /// The commit failed; nothing of it is stored.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The partition is full: retention must delete records that a bridge route with
+    /// `overflow = "refuse"` has not forwarded yet. Retry after the bridge catches up.
+    #[error("topic `{topic}` partition {partition} is full: a bridge route with overflow = \"refuse\" has not forwarded its oldest records yet")]
+    Full {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+    },
     /// The log is shutting down.
     #[error("the log is shutting down")]
     ShuttingDown,
@@ -386,6 +395,8 @@ struct Inner {
     auto_create: bool,
     gateway_id: String,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Retention holds of bridges in refuse mode, shared with the writer.
+    holds: Arc<retention::Holds>,
 }
 
 /// Handle to the open log. Clones share one file, writer and catalog.
@@ -438,7 +449,9 @@ impl Log {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(config.log.writer_queue as usize);
         let defaults = topic_defaults(config);
+        let holds = Arc::new(retention::Holds::default());
         let writer = writer::Writer::new(writer::WriterParts {
+            holds: holds.clone(),
             db: db.clone(),
             requests: rx,
             catalog: catalog.clone(),
@@ -471,6 +484,7 @@ impl Log {
                 auto_create: config.log.auto_create_topics,
                 gateway_id,
                 writer: Mutex::new(Some(thread)),
+                holds,
             }),
         }
     }
@@ -648,6 +662,12 @@ impl Log {
             return Err(AppendError::Empty);
         }
         let partition = self.resolve_partition(topic, target)?;
+        if self.inner.holds.is_blocked(topic, partition) {
+            return Err(AppendError::Full {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
         let topic = topic.to_owned();
         self.enqueue(|reply| {
             Request::Append(writer::AppendRequest {
@@ -659,6 +679,23 @@ impl Log {
             })
         })
         .await
+    }
+
+    /// Keeps retention from deleting offsets at or above `offset` of `topic`/`partition` on behalf
+    /// of `holder` (a bridge route in refuse mode); `None` releases `holder`'s hold.
+    ///
+    /// Several holders may hold one partition; retention keeps everything at or above the
+    /// lowest of their offsets. Where the byte limit or the disk floor needs held records
+    /// gone, appends to the partition fail with [`AppendError::Full`] until the floor reaches
+    /// the offset retention waits for: a call that moves it there (or releases the last hold
+    /// below it) lets appends in again at once. Holds live in memory only. See
+    /// [`retention`] for the rules.
+    pub fn hold_retention(&self, holder: &str, topic: &str, partition: u32, offset: Option<u64>) {
+        self.inner.holds.set(holder, topic, partition, offset);
+    }
+
+    pub(crate) fn holds(&self) -> &retention::Holds {
+        &self.inner.holds
     }
 
     /// Queues broker-state changes; the returned handle resolves after their commit.

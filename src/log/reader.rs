@@ -44,6 +44,9 @@ pub enum ReadError {
     /// The runtime is shutting down.
     #[error("the log is shutting down")]
     ShuttingDown,
+    /// A stored batch does not decode.
+    #[error("damaged batch: {0}")]
+    Corrupt(String),
 }
 
 /// Batches read from one partition.
@@ -77,6 +80,64 @@ impl Log {
         .await
         .map_err(|_| ReadError::ShuttingDown)?
     }
+}
+
+impl Log {
+    /// The first offset of `topic`/`partition` whose record timestamp is at or after
+    /// `timestamp_ms`, or the log end when there is none. Batches are skipped by their max
+    /// timestamp, then the first matching batch is scanned record by record.
+    pub async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64, ReadError> {
+        self.lookup(topic, partition)?;
+        let db = self.db().clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || offset_for_time_blocking(&db, &topic, partition, timestamp_ms))
+            .await
+            .map_err(|_| ReadError::ShuttingDown)?
+    }
+}
+
+fn offset_for_time_blocking(
+    db: &Database,
+    topic: &str,
+    partition: u32,
+    timestamp_ms: i64,
+) -> Result<u64, ReadError> {
+    let txn = db.begin_read().map_err(StorageError::from)?;
+    let parts = txn
+        .open_table(tables::PARTITIONS)
+        .map_err(StorageError::from)?;
+    let meta = match parts.get((topic, partition)).map_err(StorageError::from)? {
+        Some(v) => PartitionMeta::decode(v.value())?,
+        None => return Err(ReadError::UnknownTopic(topic.to_owned())),
+    };
+    let name = tables::batch_table_name(topic);
+    let table = txn
+        .open_table(tables::batch_table(&name))
+        .map_err(StorageError::from)?;
+    let corrupt = |e: BatchError| ReadError::Corrupt(e.to_string());
+    let mut scratch = Vec::new();
+    for entry in table
+        .range((partition, 0)..=(partition, u64::MAX))
+        .map_err(StorageError::from)?
+    {
+        let (_, value) = entry.map_err(StorageError::from)?;
+        let (header, _) = batch::parse_header(value.value()).map_err(corrupt)?;
+        if header.max_timestamp < timestamp_ms {
+            continue;
+        }
+        for rec in batch::records(value.value(), &mut scratch, usize::MAX).map_err(corrupt)? {
+            let rec = rec.map_err(corrupt)?;
+            if rec.timestamp_ms >= timestamp_ms {
+                return Ok(rec.offset);
+            }
+        }
+    }
+    Ok(meta.end_offset)
 }
 
 /// The read itself, in one read transaction (consistent meta and batches).

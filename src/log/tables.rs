@@ -66,15 +66,18 @@ pub enum StateTable {
     MqttRetained,
     /// (client id, packet id) of an inbound QoS 2 message stored and awaiting PUBREL.
     MqttInbound,
+    /// (bridge, route, topic, partition) → the route partition's checkpoint (`crate::bridge_source`).
+    BridgeCheckpoints,
 }
 
 impl StateTable {
     /// Every state table (created when the file is initialised).
-    pub const ALL: [StateTable; 4] = [
+    pub const ALL: [StateTable; 5] = [
         StateTable::MqttSessions,
         StateTable::MqttQueue,
         StateTable::MqttRetained,
         StateTable::MqttInbound,
+        StateTable::BridgeCheckpoints,
     ];
 
     /// The redb definition of the table.
@@ -84,6 +87,7 @@ impl StateTable {
             StateTable::MqttQueue => "mqtt/queue",
             StateTable::MqttRetained => "mqtt/retained",
             StateTable::MqttInbound => "mqtt/inbound",
+            StateTable::BridgeCheckpoints => "bridge/checkpoints",
         })
     }
 }

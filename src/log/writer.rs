@@ -24,7 +24,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{self, BatchBuilder, Compression, Push};
-use super::retention::Trimmed;
+use super::retention::{Holds, Trimmed};
 use super::tables::{self, PartitionMeta, TopicConfig};
 use super::{
     now_ms, AppendError, Appended, Catalog, GroupError, Loaded, PendingRecords, StateError,
@@ -122,6 +122,8 @@ impl WriterOptions {
 
 /// What [`Writer::new`] takes.
 pub(crate) struct WriterParts {
+    /// Retention holds: a trim never deletes at or above a partition's floor.
+    pub holds: Arc<Holds>,
     pub db: Arc<Database>,
     pub requests: mpsc::Receiver<Request>,
     pub catalog: Arc<Catalog>,
@@ -190,6 +192,7 @@ pub(crate) struct Writer {
     topics: Loaded,
     options: WriterOptions,
     defaults: TopicConfig,
+    holds: Arc<Holds>,
     builders: HashMap<Compression, BatchBuilder>,
     scratch: Vec<u8>,
     out: Vec<u8>,
@@ -215,6 +218,7 @@ impl Writer {
             topics: parts.topics,
             options: parts.options,
             defaults: parts.defaults,
+            holds: parts.holds,
             builders: HashMap::new(),
             scratch: Vec::new(),
             out: Vec::new(),
@@ -446,7 +450,12 @@ impl Writer {
                 partition,
                 new_start,
                 ..
-            } => Outcome::Trim(trim(txn, commit, topic, *partition, *new_start)?),
+            } => {
+                // Checked here, not only when retention chose the cut: a hold set since then
+                // still keeps its records.
+                let new_start = self.holds.clamp(topic, *partition, *new_start);
+                Outcome::Trim(trim(txn, commit, topic, *partition, new_start)?)
+            }
             Request::State { ops, .. } => {
                 apply_state(txn, ops)?;
                 Outcome::State(Ok(()))

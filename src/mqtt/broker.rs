@@ -68,7 +68,8 @@ pub struct MqttStats {
     pub bytes_received: AtomicU64,
     /// Payload bytes sent.
     pub bytes_sent: AtomicU64,
-    /// Deliveries dropped (queue full, expired, too large for the client).
+    /// Deliveries dropped (queue full, expired, too large for the client), and QoS 0
+    /// publishes refused because their partition is full.
     pub messages_dropped: AtomicU64,
 }
 
@@ -917,12 +918,32 @@ impl Broker {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, topic = %g.topic, "MQTT publish not stored");
+                let code = Self::refused_code(&e, &g.topic);
                 for m in members.iter_mut() {
-                    if let Ok(p) = std::mem::replace(m, Err(reason::UNSPECIFIED_ERROR)) {
+                    if let Ok(p) = std::mem::replace(m, Err(code)) {
+                        if code == reason::QUOTA_EXCEEDED && p.qos == QoS::AtMostOnce {
+                            // No reply is possible: the message is lost; count it.
+                            self.count_dropped(1);
+                        }
                         self.cancel(p.deliveries);
                     }
                 }
+            }
+        }
+    }
+
+    /// The v5 reason code for publishes whose append was refused, logging why.
+    fn refused_code(e: &AppendError, topic: &str) -> u8 {
+        match e {
+            // Expected while a bridge in refuse mode is behind, possibly for every message:
+            // the bridge logs the cause; here it is only the answer.
+            AppendError::Full { .. } => {
+                tracing::debug!(error = %e, topic, "MQTT publish refused: partition full");
+                reason::QUOTA_EXCEEDED
+            }
+            _ => {
+                tracing::warn!(error = %e, topic, "MQTT publish not stored");
+                reason::UNSPECIFIED_ERROR
             }
         }
     }
@@ -1267,5 +1288,69 @@ impl Broker {
             .stats
             .messages_dropped
             .fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{retention, TopicSpec};
+
+    fn message(topic: &str, qos: QoS) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"v"),
+            qos,
+            retain: false,
+            props: None,
+            received_ms: 0,
+            expiry_secs: None,
+            publisher: None,
+        }
+    }
+
+    async fn stored(broker: &Broker, builder: &mut BatchBuilder) -> bool {
+        let msg = message("sensors/a", QoS::AtLeastOnce);
+        let mut p = broker.publish(msg, builder).await.unwrap();
+        p.wait(true).await
+    }
+
+    /// A partition full for a bridge in refuse mode answers QoS 1/2 publishes with Quota
+    /// exceeded and drops (and counts) QoS 0 ones; once the bridge catches up, they are stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_partition_refuses_publishes_with_quota_exceeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config {
+            data_dir: dir.path().to_owned(),
+            ..crate::config::Config::default()
+        };
+        let log = Log::open(&config).unwrap();
+        let spec = TopicSpec {
+            partitions: 1,
+            retention_ms: None,
+            retention_bytes: Some(0),
+            compression: Compression::None,
+        };
+        log.create_topic("sensors", spec).await.unwrap();
+        let broker = Broker::open(log.clone(), &config.mqtt, 16364).unwrap();
+        let mut builder = BatchBuilder::new(Compression::None, 16364);
+        assert!(stored(&broker, &mut builder).await);
+        // The bridge has forwarded nothing; retention must delete offset 0 to honour the limit.
+        log.hold_retention("route", "sensors", 0, Some(0));
+        retention::run_once(&log, crate::log::now_ms(), 0).await;
+        let msgs = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+            .map(|q| (message("sensors/a", q), 1))
+            .to_vec();
+        let results = broker
+            .publish_batch(msgs, None, &mut builder, &mut Vec::new())
+            .await;
+        assert_eq!(results.len(), 3);
+        assert!(results
+            .iter()
+            .all(|r| matches!(r, Err(reason::QUOTA_EXCEEDED))));
+        assert_eq!(broker.stats().messages_dropped.load(Ordering::Relaxed), 1);
+        log.hold_retention("route", "sensors", 0, Some(1));
+        assert!(stored(&broker, &mut builder).await);
+        log.shutdown().await;
     }
 }

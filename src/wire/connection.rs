@@ -5,12 +5,14 @@
 //! any of its body is buffered). Produce requests are queued to the log writer in frame order
 //! (so one connection's appends to a partition keep their order) and their commits awaited in
 //! spawned tasks, at most `max_inflight` at once; fetches and admin requests run the same way.
+//! `Ping` and `BridgeStatus`, answered from memory, are answered in the connection task.
 //! Replies go through a bounded channel to a writer task that owns the socket's write half.
 //! A protocol error closes only this connection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use outpost_bridge::StatusBoard;
 use outpost_firmware::{codec, AckMode, ErrorCode, Frame, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -67,7 +69,14 @@ pub(crate) async fn send_error(replies: &Replies, request_id: u32, code: ErrorCo
 }
 
 /// Serves one connection until the peer closes, a fatal protocol error, or shutdown.
-pub async fn serve(stream: TcpStream, log: Log, config: ConnConfig, shutdown: Shutdown) {
+/// `bridges` is the board `BridgeStatus` requests are answered from.
+pub async fn serve(
+    stream: TcpStream,
+    log: Log,
+    bridges: StatusBoard,
+    config: ConnConfig,
+    shutdown: Shutdown,
+) {
     // Small frames must not wait for Nagle (FIELD-NOTES.md: 19 ms vs 0.3 ms p50).
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
@@ -76,6 +85,7 @@ pub async fn serve(stream: TcpStream, log: Log, config: ConnConfig, shutdown: Sh
     let writer = tokio::spawn(write_loop(wr, rx));
     let mut conn = Conn {
         log,
+        bridges,
         config,
         session: Session::new(),
         replies: tx,
@@ -121,6 +131,7 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
 
 struct Conn {
     log: Log,
+    bridges: StatusBoard,
     config: ConnConfig,
     session: Session,
     replies: Replies,
@@ -303,6 +314,12 @@ impl Conn {
                 request_id: *request_id,
             };
             return send(&self.replies, &pong).await;
+        }
+        if let Frame::BridgeStatus { request_id } = frame {
+            // At most this connection's frame limit, and never past the default limit every
+            // client accepts (as for fetch replies).
+            let max = self.config.max_frame_bytes.min(codec::DEFAULT_MAX_FRAME_LEN);
+            return handlers::bridge_status(&self.bridges, &self.replies, *request_id, max).await;
         }
         let Some(owned) = handlers::OwnedRequest::from_frame(frame) else {
             let id = frame.request_id().unwrap_or(0);

@@ -2,11 +2,14 @@
 //!
 //! A request is copied out of the read buffer into an [`OwnedRequest`] so it can run in its
 //! own task (the buffer moves on). Every error becomes an error frame carrying the request id;
-//! an out-of-range fetch becomes `OffsetOutOfRange` with the valid range.
+//! an out-of-range fetch becomes `OffsetOutOfRange` with the valid range. `BridgeStatus` is
+//! answered from the bridges' [`StatusBoard`], in memory, without a task of its own.
 
 use std::time::Duration;
 
 use outpost_firmware::{codec, AckMode, ErrorCode, Frame, PartitionInfo, SeqWriter};
+
+use outpost_bridge::StatusBoard;
 
 use super::connection::{send, send_error, Replies};
 use crate::log::{AppendError, Appended, GroupError, Log, ReadError, TopicError, TopicSpec};
@@ -343,6 +346,31 @@ async fn describe_topic(log: &Log, replies: &Replies, id: u32, name: &str) {
     send(replies, &frame).await;
 }
 
+/// Answers `BridgeStatus` with every bridge's status as JSON (`[]` with no bridges). When the
+/// reply's body would exceed `max_frame` bytes, answers `INTERNAL` naming the sizes instead:
+/// the connection goes on.
+pub async fn bridge_status(board: &StatusBoard, replies: &Replies, id: u32, max_frame: u32) {
+    let json = board.to_json();
+    let frame = Frame::BridgeStatusReply {
+        request_id: id,
+        json: &json,
+    };
+    let mut out = Vec::new();
+    // Checked with the decoder's own rule, so the answer is exactly what a receiver with
+    // this limit accepts.
+    let fits = codec::encode_frame_vec(&frame, &mut out).is_ok()
+        && codec::frame_len(&out, max_frame).is_ok();
+    if fits {
+        let _ = replies.send(out).await;
+        return;
+    }
+    let msg = format!(
+        "bridge status is {} bytes of JSON, more than a reply frame holds ({max_frame} bytes)",
+        json.len()
+    );
+    send_error(replies, id, ErrorCode::INTERNAL, &msg).await;
+}
+
 /// Answers a produce: an `Ack` after commit (if asked for), an error frame on failure.
 pub async fn answer_append(
     replies: &Replies,
@@ -377,6 +405,7 @@ pub fn append_code(e: &AppendError) -> (ErrorCode, String) {
         AppendError::Empty | AppendError::Batch(_) => ErrorCode::INVALID_REQUEST,
         AppendError::Storage(_) => ErrorCode::STORAGE,
         AppendError::ShuttingDown => ErrorCode::SHUTTING_DOWN,
+        AppendError::Full { .. } => ErrorCode::QUOTA_EXCEEDED,
     };
     (code, e.to_string())
 }
@@ -412,8 +441,24 @@ pub fn read_code(e: &ReadError) -> (ErrorCode, String) {
         ReadError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC,
         ReadError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
         ReadError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
-        ReadError::Storage(_) | ReadError::Decode(_) => ErrorCode::STORAGE,
+        ReadError::Storage(_) | ReadError::Decode(_) | ReadError::Corrupt(_) => ErrorCode::STORAGE,
         ReadError::ShuttingDown => ErrorCode::SHUTTING_DOWN,
     };
     (code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_partition_is_quota_exceeded() {
+        let full = AppendError::Full {
+            topic: "t".to_owned(),
+            partition: 3,
+        };
+        let (code, msg) = append_code(&full);
+        assert_eq!(code, ErrorCode::QUOTA_EXCEEDED);
+        assert!(msg.contains("partition 3 is full"), "{msg}");
+    }
 }

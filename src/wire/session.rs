@@ -118,6 +118,7 @@ fn is_broker_frame(frame: &Frame<'_>) -> bool {
             | Frame::TopicInfo { .. }
             | Frame::Done { .. }
             | Frame::Pong { .. }
+            | Frame::BridgeStatusReply { .. }
     )
 }
 
@@ -150,6 +151,29 @@ mod tests {
             s.admit(&pong),
             Gate::Refuse {
                 code: ErrorCode::UNEXPECTED_FRAME,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bridge_status_is_a_request_and_its_reply_is_not() {
+        let mut s = Session::new();
+        let hello = Frame::Hello {
+            version: PROTOCOL_VERSION,
+            client_id: "cli",
+        };
+        assert_eq!(s.admit(&hello), Gate::Welcome);
+        assert_eq!(s.admit(&Frame::BridgeStatus { request_id: 2 }), Gate::Serve);
+        let reply = Frame::BridgeStatusReply {
+            request_id: 2,
+            json: "[]",
+        };
+        assert!(matches!(
+            s.admit(&reply),
+            Gate::Refuse {
+                code: ErrorCode::UNEXPECTED_FRAME,
+                close: false,
                 ..
             }
         ));

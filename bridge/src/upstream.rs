@@ -1,0 +1,95 @@
+//! [`Upstream`]: what the forwarder needs from an upstream sink (MQTT now, Kafka next).
+//!
+//! The forwarder owns checkpoints, windows and retries; an upstream only moves records and
+//! reports what happened to them. It is event-driven so that both shapes fit: MQTT
+//! acknowledges each message (PUBACK), Kafka a whole produce request.
+
+use core::future::Future;
+
+use crate::source::SourceRecord;
+
+/// Identifies a record the forwarder sent: its slot (route partition) and offset. Comes back
+/// in the acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MsgId {
+    /// The forwarder's slot (one per route and partition).
+    pub slot: u32,
+    /// The record's offset in its partition.
+    pub offset: u64,
+}
+
+/// A record on its way upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct OutRecord<'a> {
+    /// Index of the route in the bridge's configuration.
+    pub route: usize,
+    /// The log topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: u32,
+    /// The record.
+    pub record: &'a SourceRecord<'a>,
+}
+
+/// What happened upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamEvent {
+    /// The connection is up. Whatever was unacknowledged before is gone either way: the
+    /// forwarder re-sends it from the log (the upstream may or may not have kept a session).
+    Connected {
+        /// The upstream said it kept our session.
+        session_present: bool,
+    },
+    /// Records acknowledged: `offsets` of `slot`'s partition.
+    Acked {
+        /// The slot.
+        slot: u32,
+        /// The acknowledged offsets.
+        offsets: core::ops::Range<u64>,
+    },
+    /// The upstream refused a record (an MQTT 5 PUBACK reason ≥ 0x80): it is not delivered.
+    Rejected {
+        /// The record.
+        id: MsgId,
+        /// Why, as the upstream said.
+        reason: String,
+    },
+    /// The connection attempt failed or the connection is lost; nothing more will be
+    /// acknowledged on it.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a record could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The record can never be sent to this upstream (too large); skip it and count it.
+    #[error("record too large for the upstream: {0}")]
+    TooLarge(String),
+    /// Not connected, or the connection's queue is full: try again later.
+    #[error("upstream not ready: {0}")]
+    NotReady(String),
+}
+
+/// An upstream sink.
+pub trait Upstream: Send + 'static {
+    /// Starts a new connection attempt, dropping any current connection and everything
+    /// unacknowledged on it. The outcome arrives as [`UpstreamEvent::Connected`] or
+    /// [`UpstreamEvent::Failed`].
+    fn connect(&mut self);
+
+    /// Queues one record on the current connection. Returns the bytes it puts on the wire
+    /// (for rate limits).
+    fn send(&mut self, id: MsgId, record: &OutRecord<'_>) -> Result<usize, SendError>;
+
+    /// Sends what `send` may have buffered (an upstream that batches closes its batch).
+    fn flush(&mut self) {}
+
+    /// The next event. Cancel-safe. Pending for ever while there is no connection.
+    fn next_event(&mut self) -> impl Future<Output = UpstreamEvent> + Send;
+
+    /// Drops the connection, if any.
+    fn disconnect(&mut self);
+}
