@@ -2,12 +2,12 @@
 //!
 //! Checkpoints live in the `bridge/checkpoints` state table. Key: `bridge 0x00 route 0x00
 //! topic 0x00` then the partition as 4 big-endian bytes (names cannot contain NUL); value: a
-//! format byte (1) then the postcard encoding of [`Checkpoint`] (three varint `u64`s:
+//! format byte (1) then the postcard encoding of [`outpost_bridge::Checkpoint`] (three varint `u64`s:
 //! offset, forwarded, dropped).
 
 use std::time::Duration;
 
-use outpost_bridge::{Checkpoint, CheckpointStore, LogSource, SourceBatches, SourceRecord};
+use outpost_bridge::{CheckpointRow, CheckpointStore, LogSource, SourceBatches, SourceRecord};
 
 use crate::log::tables::StateTable;
 use crate::log::{batch, Log, ReadError, StateError, StateOp, StorageError};
@@ -161,10 +161,7 @@ fn parse_key(bridge: &str, key: &[u8]) -> Option<(String, String, u32)> {
 impl CheckpointStore for Log {
     type Error = CheckpointError;
 
-    fn load_checkpoints(
-        &self,
-        bridge: &str,
-    ) -> Result<Vec<(String, String, u32, Checkpoint)>, CheckpointError> {
+    fn load_checkpoints(&self, bridge: &str) -> Result<Vec<CheckpointRow>, CheckpointError> {
         let mut out = Vec::new();
         for (k, v) in self.read_state(StateTable::BridgeCheckpoints)? {
             let Some((route, topic, partition)) = parse_key(bridge, &k) else {
@@ -176,8 +173,13 @@ impl CheckpointStore for Log {
                     Err(e) => tracing::warn!(bridge, route, topic, partition, error = %e,
                         "damaged bridge checkpoint ignored; the route restarts at its start position"),
                 },
-                _ => tracing::warn!(bridge, route, topic, partition,
-                    "bridge checkpoint of an unknown format ignored"),
+                _ => tracing::warn!(
+                    bridge,
+                    route,
+                    topic,
+                    partition,
+                    "bridge checkpoint of an unknown format ignored"
+                ),
             }
         }
         Ok(out)
@@ -186,7 +188,7 @@ impl CheckpointStore for Log {
     fn store_checkpoints(
         &self,
         bridge: &str,
-        rows: Vec<(String, String, u32, Checkpoint)>,
+        rows: Vec<CheckpointRow>,
     ) -> impl std::future::Future<Output = Result<(), CheckpointError>> + Send + 'static {
         let ops: Vec<StateOp> = rows
             .iter()

@@ -466,7 +466,9 @@ impl Client {
     /// The status of every bridge the broker runs, in configuration order (empty when none
     /// is configured).
     pub async fn bridge_status(&self) -> Result<Vec<outpost_bridge::BridgeStatus>, ClientError> {
-        let reply = self.call(|id| Frame::BridgeStatus { request_id: id }).await?;
+        let reply = self
+            .call(|id| Frame::BridgeStatus { request_id: id })
+            .await?;
         match reply.frame() {
             Frame::BridgeStatusReply { json, .. } => {
                 serde_json::from_str(json).map_err(ClientError::BridgeStatusJson)

@@ -88,9 +88,14 @@ impl Server {
         // Bridges first: they place their retention holds before retention's first pass.
         let mut bridge_tasks = Vec::new();
         for b in &config.bridges {
-            let task = outpost_bridge::start(log.clone(), b.clone(), bridges.clone(), shutdown.subscribe())
-                .await
-                .map_err(|e| ServeError::Bridge(e.to_string()))?;
+            let task = outpost_bridge::start(
+                log.clone(),
+                b.clone(),
+                bridges.clone(),
+                shutdown.subscribe(),
+            )
+            .await
+            .map_err(|e| ServeError::Bridge(e.to_string()))?;
             bridge_tasks.push(task);
         }
         tokio::spawn(crate::log::retention::run(

@@ -165,7 +165,11 @@ async fn thousand_messages_through_the_proxy_arrive_complete() {
     assert_eq!(by_partition(&arrivals)[&0].len(), 1000);
     let origin = arrivals[7].origin.as_ref().expect("origin parsed");
     assert_eq!(
-        (origin.gateway.as_str(), origin.topic.as_str(), origin.offset),
+        (
+            origin.gateway.as_str(),
+            origin.topic.as_str(),
+            origin.offset
+        ),
         ("gw-test", "t", 7)
     );
     assert_eq!(arrivals[7].payload, b"7");
@@ -195,7 +199,11 @@ async fn session_survives_a_sigterm_restart() {
     assert!(sub.wait_for_count(20, WAIT), "got {}", sub.count());
     let report = check_complete(&sub.arrivals(), 0, 0..20);
     assert!(report.missing.is_empty(), "{report}");
-    assert_eq!(sub.subacks(), 1, "the session (and its subscription) was kept");
+    assert_eq!(
+        sub.subacks(),
+        1,
+        "the session (and its subscription) was kept"
+    );
     assert!(m.log().contains("Saving in-memory database"));
 }
 
@@ -234,7 +242,11 @@ async fn sigstop_holds_and_sigcont_releases() {
     for offset in 1..4 {
         publisher.publish(offset).await;
     }
-    assert_eq!(sub.wait_quiet(QUIET, WAIT), 1, "a stopped broker forwards nothing");
+    assert_eq!(
+        sub.wait_quiet(QUIET, WAIT),
+        1,
+        "a stopped broker forwards nothing"
+    );
     m.cont();
     assert!(sub.wait_for_count(4, WAIT), "got {}", sub.count());
     // Drop with the broker stopped must not hang either.
@@ -259,7 +271,11 @@ fn proxy_pause_cut_and_flaky() {
             publisher.publish(offset).await;
         }
     });
-    assert_eq!(sub.wait_quiet(QUIET, WAIT), 10, "nothing passes a paused proxy");
+    assert_eq!(
+        sub.wait_quiet(QUIET, WAIT),
+        10,
+        "nothing passes a paused proxy"
+    );
     proxy.resume();
     assert!(sub.wait_for_count(20, WAIT), "got {}", sub.count());
     assert!(wait_until(WAIT, || publisher.acks() >= 20));
@@ -271,7 +287,10 @@ fn proxy_pause_cut_and_flaky() {
         "the publisher saw no disconnect"
     );
     assert!(proxy.cuts() >= 1);
-    assert!(wait_until(WAIT, || publisher.connacks() >= 2), "no reconnect");
+    assert!(
+        wait_until(WAIT, || publisher.connacks() >= 2),
+        "no reconnect"
+    );
 
     let cuts = proxy.cuts();
     proxy.flaky(Duration::from_millis(200));

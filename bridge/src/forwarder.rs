@@ -201,12 +201,23 @@ struct RouteState {
 }
 
 enum Conn {
-    Down { retry_at: Instant },
-    Connecting { since: Instant },
-    Up { since: Instant, last_progress: Instant, healthy: bool },
+    Down {
+        retry_at: Instant,
+    },
+    Connecting {
+        since: Instant,
+    },
+    Up {
+        since: Instant,
+        last_progress: Instant,
+        healthy: bool,
+    },
 }
 
 type CommitFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A checkpoint commit on its way: the future, `(slot, offset)` it stores, when it started.
+type InflightCommit = (CommitFuture, Vec<(usize, u64)>, Instant);
 
 struct Forwarder<S, U> {
     source: S,
@@ -222,7 +233,7 @@ struct Forwarder<S, U> {
     ack_timeout: Duration,
     connect_timeout: Duration,
     checkpoint_interval: Duration,
-    commit: Option<(CommitFuture, Vec<(usize, u64)>)>,
+    commit: Option<InflightCommit>,
     next_commit_at: Instant,
     waits: JoinSet<(usize, u64)>,
     connect_attempts: u64,
@@ -247,7 +258,7 @@ where
         config: BridgeConfig,
         upstream: U,
         board: StatusBoard,
-        stored: Vec<(String, String, u32, Checkpoint)>,
+        stored: Vec<crate::source::CheckpointRow>,
     ) -> Self {
         let now = Instant::now();
         let routes = config
@@ -335,7 +346,7 @@ where
             tokio::select! {
                 _ = stop.changed() => {}
                 ev = self.upstream.next_event() => self.on_event(ev),
-                res = async { match commit.as_mut() { Some((f, _)) => f.await, None => std::future::pending().await } } => {
+                res = async { match commit.as_mut() { Some((f, _, _)) => f.await, None => std::future::pending().await } } => {
                     self.on_committed(res);
                 }
                 Some(done) = self.waits.join_next(), if !self.waits.is_empty() => {
@@ -545,50 +556,59 @@ where
         let upstream = &mut self.upstream;
         let mut stopped = false;
         let mut started_empty = slot.ring.is_empty();
-        let visited = self.source.visit(&buf, slot.next_send, &mut |rec: &SourceRecord<'_>| {
-            if room == 0
-                || !route.messages.as_mut().is_none_or(|b| b.ready(now))
-                || !route.bytes.as_mut().is_none_or(|b| b.ready(now))
-            {
-                stopped = true;
-                return false;
-            }
-            let id = MsgId {
-                slot: i as u32,
-                offset: rec.offset,
-            };
-            let out = OutRecord {
-                route: r,
-                topic: &slot.topic,
-                partition: slot.partition,
-                record: rec,
-            };
-            match upstream.send(id, &out) {
-                Ok(bytes) => {
-                    slot.ring.push_back(Entry::Pending(rec.timestamp_ms));
-                    if let Some(b) = route.messages.as_mut() {
-                        b.take(1, now);
-                    }
-                    if let Some(b) = route.bytes.as_mut() {
-                        b.take(bytes as u64, now);
-                    }
-                }
-                Err(SendError::TooLarge(why)) => {
-                    tracing::warn!(bridge, route = route_name.as_str(), topic = slot.topic, partition = slot.partition,
-                        offset = rec.offset, why, "record skipped: it can never be sent to this upstream");
-                    slot.ring.push_back(Entry::Skipped);
-                    slot.dropped += 1;
-                    slot.last_loss = Some((rec.offset, rec.offset + 1));
-                }
-                Err(SendError::NotReady(_)) => {
+        let visited = self
+            .source
+            .visit(&buf, slot.next_send, &mut |rec: &SourceRecord<'_>| {
+                if room == 0
+                    || !route.messages.as_mut().is_none_or(|b| b.ready(now))
+                    || !route.bytes.as_mut().is_none_or(|b| b.ready(now))
+                {
                     stopped = true;
                     return false;
                 }
-            }
-            slot.next_send = rec.offset + 1;
-            room -= 1;
-            true
-        });
+                let id = MsgId {
+                    slot: i as u32,
+                    offset: rec.offset,
+                };
+                let out = OutRecord {
+                    route: r,
+                    topic: &slot.topic,
+                    partition: slot.partition,
+                    record: rec,
+                };
+                match upstream.send(id, &out) {
+                    Ok(bytes) => {
+                        slot.ring.push_back(Entry::Pending(rec.timestamp_ms));
+                        if let Some(b) = route.messages.as_mut() {
+                            b.take(1, now);
+                        }
+                        if let Some(b) = route.bytes.as_mut() {
+                            b.take(bytes as u64, now);
+                        }
+                    }
+                    Err(SendError::TooLarge(why)) => {
+                        tracing::warn!(
+                            bridge,
+                            route = route_name.as_str(),
+                            topic = slot.topic,
+                            partition = slot.partition,
+                            offset = rec.offset,
+                            why,
+                            "record skipped: it can never be sent to this upstream"
+                        );
+                        slot.ring.push_back(Entry::Skipped);
+                        slot.dropped += 1;
+                        slot.last_loss = Some((rec.offset, rec.offset + 1));
+                    }
+                    Err(SendError::NotReady(_)) => {
+                        stopped = true;
+                        return false;
+                    }
+                }
+                slot.next_send = rec.offset + 1;
+                room -= 1;
+                true
+            });
         if let Err(e) = visited {
             // A damaged batch: report it and stop this slot (the operator must look).
             slot.last_error = Some(format!("cannot decode stored records: {e}"));
@@ -624,9 +644,17 @@ where
             return;
         }
         s.waiting = true;
-        let (source, topic, p, at) = (self.source.clone(), s.topic.clone(), s.partition, s.next_send);
+        let (source, topic, p, at) = (
+            self.source.clone(),
+            s.topic.clone(),
+            s.partition,
+            s.next_send,
+        );
         self.waits.spawn(async move {
-            let end = source.wait_for(&topic, p, at, WAIT_SLICE).await.unwrap_or(at);
+            let end = source
+                .wait_for(&topic, p, at, WAIT_SLICE)
+                .await
+                .unwrap_or(at);
             (i, end)
         });
     }
@@ -704,14 +732,24 @@ where
             marks.push((i, s.acked));
         }
         let fut = self.source.store_checkpoints(&self.config.name, rows);
-        self.commit = Some((Box::pin(async move { fut.await.map_err(|e| e.to_string()) }), marks));
+        self.commit = Some((
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) }),
+            marks,
+            now,
+        ));
         self.next_commit_at = now + self.checkpoint_interval;
     }
 
     fn on_committed(&mut self, res: Result<(), String>) {
-        let Some((_, marks)) = self.commit.take() else {
+        let Some((_, marks, started)) = self.commit.take() else {
             return;
         };
+        tracing::debug!(
+            bridge = self.config.name,
+            slots = marks.len(),
+            us = started.elapsed().as_micros() as u64,
+            "checkpoint commit done"
+        );
         match res {
             Ok(()) => {
                 for (i, offset) in marks {
@@ -719,13 +757,21 @@ where
                     s.durable = s.durable.max(offset);
                     let route = &self.routes[s.route];
                     if route.overflow == Overflow::Refuse {
-                        self.source
-                            .hold_retention(&route.holder, &s.topic, s.partition, Some(s.durable));
+                        self.source.hold_retention(
+                            &route.holder,
+                            &s.topic,
+                            s.partition,
+                            Some(s.durable),
+                        );
                     }
                 }
             }
             Err(e) => {
-                tracing::error!(bridge = self.config.name, error = e, "bridge checkpoint commit failed; retrying");
+                tracing::error!(
+                    bridge = self.config.name,
+                    error = e,
+                    "bridge checkpoint commit failed; retrying"
+                );
                 self.last_error = Some((format!("checkpoint commit: {e}"), now_ms()));
                 for (i, _) in marks {
                     self.slots[i].dirty = true;
@@ -736,12 +782,12 @@ where
     }
 
     async fn shutdown(mut self) {
-        if let Some((f, _)) = self.commit.as_mut() {
+        if let Some((f, _, _)) = self.commit.as_mut() {
             let res = tokio::time::timeout(FINAL_COMMIT, f).await;
             self.on_committed(res.unwrap_or_else(|_| Err("timed out".to_owned())));
         }
         self.maybe_commit(Instant::now(), true);
-        if let Some((f, _)) = self.commit.as_mut() {
+        if let Some((f, _, _)) = self.commit.as_mut() {
             let res = tokio::time::timeout(FINAL_COMMIT, f).await;
             self.on_committed(res.unwrap_or_else(|_| Err("timed out at shutdown".to_owned())));
         }
@@ -751,7 +797,10 @@ where
             retry_at: Instant::now(),
         };
         self.publish_status();
-        tracing::info!(bridge = self.config.name, "bridge stopped; checkpoints committed");
+        tracing::info!(
+            bridge = self.config.name,
+            "bridge stopped; checkpoints committed"
+        );
     }
 
     // ------------------------------------------------------------------------------------
@@ -903,9 +952,8 @@ where
                             log_start: s.log_start,
                             log_end: s.log_end,
                             lag_records: s.log_end.saturating_sub(s.acked),
-                            lag_secs: oldest.map_or(0.0, |ts| {
-                                (now as i64 - ts).max(0) as f64 / 1000.0
-                            }),
+                            lag_secs: oldest
+                                .map_or(0.0, |ts| (now as i64 - ts).max(0) as f64 / 1000.0),
                             forwarded: s.forwarded,
                             dropped: s.dropped,
                             last_loss: s.last_loss,

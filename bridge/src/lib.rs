@@ -20,6 +20,8 @@ pub mod template;
 mod upstream;
 
 pub use forwarder::{start, StartError};
-pub use source::{Checkpoint, CheckpointStore, LogSource, SourceBatches, SourceRecord};
+pub use source::{
+    Checkpoint, CheckpointRow, CheckpointStore, LogSource, SourceBatches, SourceRecord,
+};
 pub use status::{BridgeStatus, PartitionStatus, RouteStatus, StatusBoard};
 pub use upstream::{MsgId, OutRecord, SendError, Upstream, UpstreamEvent};

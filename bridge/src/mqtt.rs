@@ -97,6 +97,7 @@ pub struct MqttUpstream {
     connect_timeout: u64,
     max_packet: usize,
     envelope: Envelope,
+    nodelay: bool,
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Capacity of rumqttc's request channel and its in-flight limit.
     window: usize,
@@ -144,6 +145,7 @@ impl MqttUpstream {
             connect_timeout: u64::from(config.connect_timeout_secs),
             max_packet: config.max_packet_bytes as usize,
             envelope: config.envelope,
+            nodelay: config.tcp_nodelay,
             tls,
             window: window.clamp(1, 65_535),
             routes,
@@ -154,16 +156,16 @@ impl MqttUpstream {
 
     fn transport(&self) -> rumqttc::Transport {
         match &self.tls {
-            Some(c) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
-                c.clone(),
-            )),
+            Some(c) => {
+                rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(c.clone()))
+            }
             None => rumqttc::Transport::tcp(),
         }
     }
 
     fn network(&self) -> rumqttc::NetworkOptions {
         let mut n = rumqttc::NetworkOptions::new();
-        n.set_tcp_nodelay(true);
+        n.set_tcp_nodelay(self.nodelay);
         n.set_connection_timeout(self.connect_timeout);
         n
     }
@@ -205,8 +207,7 @@ impl MqttUpstream {
     }
 
     fn start_v5(&self, tx: mpsc::Sender<Raw>) -> (Client, JoinHandle<()>) {
-        let mut o =
-            rumqttc::v5::MqttOptions::new(&self.client_id, &self.url.host, self.url.port);
+        let mut o = rumqttc::v5::MqttOptions::new(&self.client_id, &self.url.host, self.url.port);
         o.set_keep_alive(self.keep_alive)
             .set_clean_start(false)
             // Keep the session for a day: a gateway may be offline for long.
@@ -261,7 +262,9 @@ impl MqttUpstream {
                 H_CONTENT_TYPE => p.content_type = Some(text()),
                 H_RESPONSE_TOPIC => p.response_topic = Some(text()),
                 H_CORRELATION => p.correlation_data = Some(Bytes::copy_from_slice(v)),
-                H_PAYLOAD_FORMAT => p.payload_format_indicator = v.first().map(|&b| u8::from(b == b'1' || b == 1)),
+                H_PAYLOAD_FORMAT => {
+                    p.payload_format_indicator = v.first().map(|&b| u8::from(b == b'1' || b == 1))
+                }
                 _ if k.starts_with("mqtt.") || k.starts_with("outpost-") => {}
                 _ => p.user_properties.push((k.to_owned(), text())),
             }
@@ -302,7 +305,10 @@ fn json_envelope(gateway: &str, r: &OutRecord<'_>) -> Vec<u8> {
 }
 
 fn header<'a>(rec: &'a crate::SourceRecord<'a>, name: &str) -> Option<&'a [u8]> {
-    rec.headers.iter().find(|(k, _)| *k == name).map(|&(_, v)| v)
+    rec.headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|&(_, v)| v)
 }
 
 fn describe_v4(e: &rumqttc::ConnectionError) -> String {
@@ -438,7 +444,11 @@ impl Upstream for MqttUpstream {
                 + props.response_topic.as_ref().map_or(0, |s| 3 + s.len())
                 + props.correlation_data.as_ref().map_or(0, |s| 3 + s.len())
                 + 2;
-            (5 + 2 + topic.len() + 2 + props_len + 4 + rec.value.len(), Some(props), Vec::new())
+            (
+                5 + 2 + topic.len() + 2 + props_len + 4 + rec.value.len(),
+                Some(props),
+                Vec::new(),
+            )
         } else {
             let payload = match self.envelope {
                 Envelope::None => rec.value.to_vec(),

@@ -52,7 +52,7 @@ pub struct Bucket {
 impl Bucket {
     /// A bucket for `rate` per second; `None` when unlimited (0).
     pub fn new(rate: u64, now: Instant) -> Option<Self> {
-        (rate > 0).then(|| Self {
+        (rate > 0).then_some(Self {
             rate: rate as f64,
             tokens: rate as f64,
             at: now,

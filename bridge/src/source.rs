@@ -104,22 +104,22 @@ pub struct Checkpoint {
     pub dropped: u64,
 }
 
+/// A stored checkpoint row: `(route, topic, partition, checkpoint)`.
+pub type CheckpointRow = (String, String, u32, Checkpoint);
+
 /// Where checkpoints are kept: the broker's log file, so one commit stores them durably.
 pub trait CheckpointStore: Send + Sync + 'static {
     /// The implementation's error.
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Every stored checkpoint of `bridge`: `(route, topic, partition, checkpoint)`.
-    fn load_checkpoints(
-        &self,
-        bridge: &str,
-    ) -> Result<Vec<(String, String, u32, Checkpoint)>, Self::Error>;
+    fn load_checkpoints(&self, bridge: &str) -> Result<Vec<CheckpointRow>, Self::Error>;
 
     /// Stores checkpoints of `bridge` (`(route, topic, partition, checkpoint)`) in one
     /// commit; resolves when they are durable.
     fn store_checkpoints(
         &self,
         bridge: &str,
-        rows: Vec<(String, String, u32, Checkpoint)>,
+        rows: Vec<CheckpointRow>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static;
 }

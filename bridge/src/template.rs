@@ -111,7 +111,11 @@ impl Template {
 
 fn push_clean(out: &mut String, bytes: &[u8]) {
     for c in String::from_utf8_lossy(bytes).chars() {
-        out.push(if matches!(c, '+' | '#' | '\0') { '_' } else { c });
+        out.push(if matches!(c, '+' | '#' | '\0') {
+            '_'
+        } else {
+            c
+        });
     }
 }
 

@@ -123,7 +123,9 @@ fn routes(routes: &[RouteStatus]) -> String {
 }
 
 fn partition_row(r: &RouteStatus, p: &PartitionStatus) -> [String; 12] {
-    let loss = p.last_loss.map_or("-".to_owned(), |(a, b)| format!("{a}..{b}"));
+    let loss = p
+        .last_loss
+        .map_or("-".to_owned(), |(a, b)| format!("{a}..{b}"));
     [
         r.name.clone(),
         r.topic.clone(),
@@ -217,7 +219,10 @@ mod tests {
                     topic: "sensors".into(),
                     upstream_topic: "site/{partition}".into(),
                     waiting: None,
-                    partitions: vec![partition(0, 1200, None), partition(1, 1000, Some((10, 250)))],
+                    partitions: vec![
+                        partition(0, 1200, None),
+                        partition(1, 1000, Some((10, 250))),
+                    ],
                 },
                 RouteStatus {
                     name: "alarms".into(),

@@ -650,6 +650,9 @@ impl Log {
 
     /// As [`Log::enqueue_append`], and applies `state` in the same commit if the append
     /// succeeds (for example an MQTT message queued for offline sessions with the record).
+    ///
+    /// Fails at once with [`AppendError::Full`] while the partition is blocked for a bridge
+    /// in refuse mode (see [`Log::hold_retention`]).
     pub async fn enqueue_append_with_state(
         &self,
         topic: &str,
@@ -694,6 +697,7 @@ impl Log {
         self.inner.holds.set(holder, topic, partition, offset);
     }
 
+    /// The retention holds (for the retention task).
     pub(crate) fn holds(&self) -> &retention::Holds {
         &self.inner.holds
     }

@@ -95,9 +95,11 @@ impl Log {
         self.lookup(topic, partition)?;
         let db = self.db().clone();
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || offset_for_time_blocking(&db, &topic, partition, timestamp_ms))
-            .await
-            .map_err(|_| ReadError::ShuttingDown)?
+        tokio::task::spawn_blocking(move || {
+            offset_for_time_blocking(&db, &topic, partition, timestamp_ms)
+        })
+        .await
+        .map_err(|_| ReadError::ShuttingDown)?
     }
 }
 

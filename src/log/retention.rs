@@ -371,7 +371,8 @@ impl Plan {
             select_prefix(batches, total_bytes, now_ms, bytes_only),
         ) {
             if floor < needed {
-                self.blocks.push((head.topic.clone(), head.partition, needed));
+                self.blocks
+                    .push((head.topic.clone(), head.partition, needed));
             }
         }
     }
@@ -439,7 +440,11 @@ fn merge_disk_cuts(plan: &mut Plan, heads: &[Head], need: u64) {
     let mut heap: BinaryHeap<Reverse<(i64, usize, usize)>> = heads
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| h.batches.first().map(|b| Reverse((b.max_timestamp_ms, i, 0))))
+        .filter_map(|(i, h)| {
+            h.batches
+                .first()
+                .map(|b| Reverse((b.max_timestamp_ms, i, 0)))
+        })
         .collect();
     let mut deepest: Vec<Option<u64>> = vec![None; heads.len()];
     let mut freed = 0;
@@ -611,7 +616,10 @@ mod tests {
         let mut plan = Plan::default();
         merge_disk_cuts(&mut plan, &heads, 250);
         plan.cuts.sort();
-        assert_eq!(plan.cuts, vec![("a".to_owned(), 0, 1), ("b".to_owned(), 0, 2)]);
+        assert_eq!(
+            plan.cuts,
+            vec![("a".to_owned(), 0, 1), ("b".to_owned(), 0, 2)]
+        );
         assert!(plan.blocks.is_empty());
     }
 
@@ -624,7 +632,10 @@ mod tests {
         let mut plan = Plan::default();
         merge_disk_cuts(&mut plan, &heads, 250);
         plan.cuts.sort();
-        assert_eq!(plan.cuts, vec![("a".to_owned(), 0, 1), ("b".to_owned(), 0, 2)]);
+        assert_eq!(
+            plan.cuts,
+            vec![("a".to_owned(), 0, 1), ("b".to_owned(), 0, 2)]
+        );
         assert_eq!(plan.blocks, vec![("a".to_owned(), 0, 2)]);
     }
 
@@ -640,7 +651,11 @@ mod tests {
 
     #[test]
     fn only_the_byte_limit_blocks_a_held_partition() {
-        let h = head("t", vec![b(0, 10, 0, 100), b(10, 10, 0, 100), b(20, 10, 0, 100)], Some(15));
+        let h = head(
+            "t",
+            vec![b(0, 10, 0, 100), b(10, 10, 0, 100), b(20, 10, 0, 100)],
+            Some(15),
+        );
         let mut plan = Plan::default();
         let by_time = Limits {
             retention_ms: Some(10),

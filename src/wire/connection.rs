@@ -318,7 +318,10 @@ impl Conn {
         if let Frame::BridgeStatus { request_id } = frame {
             // At most this connection's frame limit, and never past the default limit every
             // client accepts (as for fetch replies).
-            let max = self.config.max_frame_bytes.min(codec::DEFAULT_MAX_FRAME_LEN);
+            let max = self
+                .config
+                .max_frame_bytes
+                .min(codec::DEFAULT_MAX_FRAME_LEN);
             return handlers::bridge_status(&self.bridges, &self.replies, *request_id, max).await;
         }
         let Some(owned) = handlers::OwnedRequest::from_frame(frame) else {

@@ -462,3 +462,41 @@ mod tests {
         assert!(msg.contains("partition 3 is full"), "{msg}");
     }
 }
+
+/// `bridge_status` against an empty board (the bridge crate fills boards; this one's JSON is
+/// `[]`).
+#[cfg(test)]
+mod bridge_status_tests {
+    use super::*;
+
+    /// The one frame `bridge_status` queues.
+    async fn status_reply(max_frame: u32) -> Vec<u8> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        bridge_status(&StatusBoard::new(), &tx, 7, max_frame).await;
+        rx.recv().await.expect("one reply")
+    }
+
+    #[tokio::test]
+    async fn bridge_status_fits_exactly_or_is_refused_with_internal() {
+        // Body: discriminant 21, id 7, "[]" = 5 bytes.
+        let bytes = status_reply(5).await;
+        let (frame, _) = codec::decode_frame(&bytes, 5).unwrap().unwrap();
+        let expected = Frame::BridgeStatusReply {
+            request_id: 7,
+            json: "[]",
+        };
+        assert_eq!(frame, expected);
+
+        let bytes = status_reply(4).await;
+        let (frame, _) = codec::decode_frame(&bytes, u32::MAX).unwrap().unwrap();
+        let Frame::Error {
+            request_id: 7,
+            code: ErrorCode::INTERNAL,
+            message,
+        } = frame
+        else {
+            panic!("{frame:?}");
+        };
+        assert!(message.contains("bridge status is 2 bytes"), "{message}");
+    }
+}

@@ -82,9 +82,7 @@ pub const PROP_OFFSET: &str = "outpost-offset";
 /// so the runtime's other tasks keep running.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
     }
 }
@@ -467,7 +465,10 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         if self.stopped {
             if let Some(pid) = self.pid() {
-                let _ = Command::new("kill").arg("-CONT").arg(pid.to_string()).status();
+                let _ = Command::new("kill")
+                    .arg("-CONT")
+                    .arg(pid.to_string())
+                    .status();
             }
         }
         self.kill9();
@@ -812,7 +813,12 @@ impl Subscriber {
             let _enter = rt.enter();
             AsyncClient::new(o, SUB_REQUESTS)
         };
-        rt.spawn(subscriber_loop(el, client, filter.to_owned(), shared.clone()));
+        rt.spawn(subscriber_loop(
+            el,
+            client,
+            filter.to_owned(),
+            shared.clone(),
+        ));
         let s = Subscriber {
             client_id,
             shared,
@@ -978,7 +984,10 @@ impl SubShared {
 }
 
 fn arrival(p: Publish) -> Arrival {
-    let user_properties = p.properties.map(|pp| pp.user_properties).unwrap_or_default();
+    let user_properties = p
+        .properties
+        .map(|pp| pp.user_properties)
+        .unwrap_or_default();
     Arrival {
         topic: String::from_utf8_lossy(&p.topic).into_owned(),
         payload: p.payload.to_vec(),
@@ -990,7 +999,12 @@ fn arrival(p: Publish) -> Arrival {
 
 /// Parses the `outpost-*` user properties (the first of each name counts).
 pub fn origin(props: &[(String, String)]) -> Option<Origin> {
-    let get = |name: &str| props.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        props
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     Some(Origin {
         gateway: get(PROP_GATEWAY)?.to_owned(),
         topic: get(PROP_TOPIC)?.to_owned(),
@@ -1047,7 +1061,11 @@ impl fmt::Display for Report {
             self.missing_count(),
             self.missing.len(),
             &self.missing[..self.missing.len().min(SHOWN)],
-            if self.missing.len() > SHOWN { " …" } else { "" },
+            if self.missing.len() > SHOWN {
+                " …"
+            } else {
+                ""
+            },
             self.duplicates,
             self.out_of_order,
             self.outside
