@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::upstream::{
-    by_partition, check_complete, wait_until, Mosquitto, MosquittoOpts, Proxy, Subscriber,
+    by_partition, check_complete, wait_until, Keep, Mosquitto, MosquittoOpts, Proxy, Subscriber,
     SubscriberOpts, PROP_GATEWAY, PROP_OFFSET, PROP_PARTITION, PROP_TOPIC,
 };
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PublishProperties};
@@ -212,7 +212,11 @@ async fn session_survives_a_sigterm_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_wipe_restart_resubscribes() {
     let mut m = Mosquitto::start(MosquittoOpts::default());
-    let sub = Subscriber::start(m.port(), "site/#");
+    let lean = SubscriberOpts {
+        keep: Keep::OriginOnly,
+        ..SubscriberOpts::default()
+    };
+    let sub = Subscriber::start_with(m.port(), "site/#", lean);
     let port = m.port();
     m.kill9();
     assert!(!m.running());
@@ -228,6 +232,9 @@ async fn kill9_wipe_restart_resubscribes() {
     publisher.publish_acked(0..5).await;
     assert!(sub.wait_for_count(5, WAIT), "got {}", sub.count());
     assert!(sub.connected());
+    let first = &sub.arrivals()[0];
+    assert_eq!(first.origin.as_ref().map(|o| o.offset), Some(0));
+    assert!(first.payload.is_empty() && first.user_properties.is_empty());
 }
 
 /// SIGSTOP hangs the broker with its port open; SIGCONT lets the traffic through.
@@ -329,6 +336,7 @@ async fn password_file_and_reload() {
         .expect("right credentials accepted");
     let creds = SubscriberOpts {
         credentials: Some(("alice".to_owned(), "secret".to_owned())),
+        ..SubscriberOpts::default()
     };
     let _sub = Subscriber::start_with(m.port(), "site/#", creds);
 

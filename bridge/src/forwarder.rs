@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use crate::config::{BridgeConfig, Overflow, StartAt};
 use crate::mqtt::{MqttUpstream, SetupError};
 use crate::pace::{Backoff, Bucket};
-use crate::source::{Checkpoint, CheckpointStore, LogSource, SourceRecord};
+use crate::source::{Checkpoint, CheckpointStore, LogSource, SourceRecord, ALL_PARTITIONS};
 use crate::status::{BridgeStatus, PartitionStatus, RouteStatus, StatusBoard};
 use crate::upstream::{MsgId, OutRecord, SendError, Upstream, UpstreamEvent};
 
@@ -195,6 +195,11 @@ struct RouteState {
     holder: String,
     slots: Vec<usize>,
     waiting: Option<String>,
+    /// The topic did not exist when this process looked: every record it gets is newer than
+    /// the route, so a new route starts at offset 0 whatever `start` says.
+    missing: bool,
+    /// A hold on every partition is placed while the topic is missing (refuse mode).
+    all_held: bool,
     messages: Option<Bucket>,
     bytes: Option<Bucket>,
     upstream_topic: String,
@@ -276,6 +281,8 @@ where
                 holder: format!("bridge/{}/{}", config.name, r.name()),
                 slots: Vec::new(),
                 waiting: Some("starting".to_owned()),
+                missing: false,
+                all_held: false,
                 messages: Bucket::new(u64::from(r.rate_messages), now),
                 bytes: Bucket::new(r.rate_bytes, now),
                 upstream_topic: r.upstream_topic.clone(),
@@ -813,8 +820,14 @@ where
             let count = match self.source.partitions(&topic) {
                 Ok(n) => n,
                 Err(_) => {
-                    self.routes[r].waiting =
-                        Some(format!("log topic `{topic}` does not exist yet"));
+                    let route = &mut self.routes[r];
+                    route.waiting = Some(format!("log topic `{topic}` does not exist yet"));
+                    route.missing = true;
+                    if route.overflow == Overflow::Refuse && !route.all_held {
+                        self.source
+                            .hold_retention(&route.holder, &topic, ALL_PARTITIONS, Some(0));
+                        route.all_held = true;
+                    }
                     continue;
                 }
             };
@@ -832,6 +845,13 @@ where
                     }
                 }
             }
+            let route = &mut self.routes[r];
+            if route.all_held && route.waiting.is_none() {
+                // Every partition holds on its own now.
+                self.source
+                    .hold_retention(&route.holder, &topic, ALL_PARTITIONS, None);
+                route.all_held = false;
+            }
         }
     }
 
@@ -846,6 +866,7 @@ where
             Some(c) => (*c, false),
             None => {
                 let offset = match route.start {
+                    StartAt::Earliest | StartAt::Latest if route.missing => 0,
                     StartAt::Earliest => log_start,
                     StartAt::Latest => log_end,
                     StartAt::Time(t) => self
@@ -937,9 +958,14 @@ where
                     .iter()
                     .map(|&i| {
                         let s = &self.slots[i];
+                        // Fresh offsets (an in-memory lookup), so the status never lags.
+                        let (log_start, log_end) = self
+                            .source
+                            .offsets(&s.topic, s.partition)
+                            .map_or((s.log_start, s.log_end), |(a, b)| (a, b.max(s.log_end)));
                         let oldest = match s.ring.front() {
                             Some(Entry::Pending(ts)) => Some(*ts),
-                            _ if s.acked < s.log_end => {
+                            _ if s.acked < log_end => {
                                 s.lag_ts.filter(|(o, _)| *o == s.acked).map(|(_, ts)| ts)
                             }
                             _ => None,
@@ -949,9 +975,9 @@ where
                             checkpoint: s.durable,
                             acked: s.acked,
                             inflight: s.inflight(),
-                            log_start: s.log_start,
-                            log_end: s.log_end,
-                            lag_records: s.log_end.saturating_sub(s.acked),
+                            log_start,
+                            log_end,
+                            lag_records: log_end.saturating_sub(s.acked),
                             lag_secs: oldest
                                 .map_or(0.0, |ts| (now as i64 - ts).max(0) as f64 / 1000.0),
                             forwarded: s.forwarded,

@@ -3,6 +3,9 @@
 use core::future::Future;
 use core::time::Duration;
 
+/// The partition number of a retention hold on every partition of a topic.
+pub const ALL_PARTITIONS: u32 = u32::MAX;
+
 /// Batches read from one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceBatches {
@@ -89,7 +92,9 @@ pub trait LogSource: Send + Sync + 'static {
 
     /// Keeps retention from deleting offsets at or above `offset` of `topic`/`partition` for
     /// `holder` (a route in `overflow = "refuse"` mode); `None` releases the hold. Ingest into
-    /// a partition that retention cannot trim because of a hold is refused.
+    /// a partition that retention cannot trim because of a hold is refused. Partition
+    /// [`ALL_PARTITIONS`] holds every partition of the topic (for a topic that does not exist
+    /// yet); such a hold keeps records but does not refuse ingest.
     fn hold_retention(&self, holder: &str, topic: &str, partition: u32, offset: Option<u64>);
 }
 

@@ -120,6 +120,9 @@ pub fn select_prefix(
     cut
 }
 
+/// The partition number of a hold on every partition of a topic.
+pub const ALL_PARTITIONS: u32 = u32::MAX;
+
 /// Retention holds of bridge routes with `overflow = "refuse"`, and the partitions they block
 /// (see the module doc). Shared by the [`Log`] handle, the writer and the retention task; kept
 /// in memory only (a bridge sets its holds again when it starts).
@@ -186,9 +189,19 @@ impl Holds {
         }
     }
 
-    /// The lowest offset any holder keeps in `topic`/`partition` (`None`: no hold).
+    /// The lowest offset any holder keeps in `topic`/`partition` (`None`: no hold). A hold on
+    /// partition [`ALL_PARTITIONS`] covers every partition of the topic (a bridge places one
+    /// for a topic that does not exist yet, so nothing of it is deleted before the bridge has
+    /// seen its partitions); it keeps records but never blocks appends.
     pub(crate) fn floor(&self, topic: &str, partition: u32) -> Option<u64> {
-        self.lock().get(topic)?.get(&partition)?.floor()
+        let topics = self.lock();
+        let parts = topics.get(topic)?;
+        let own = parts.get(&partition).and_then(PartitionHolds::floor);
+        let all = parts.get(&ALL_PARTITIONS).and_then(PartitionHolds::floor);
+        match (own, all) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// `new_start` lowered to the floor of `topic`/`partition`. A trim deletes only batches
@@ -683,6 +696,12 @@ mod tests {
         assert_eq!(holds.floor("t", 0), Some(5));
         assert_eq!(holds.clamp("t", 0, 9), 5);
         assert_eq!(holds.clamp("t", 1, 9), 9);
+        // A hold on every partition covers partitions without their own.
+        holds.set("c", "t", ALL_PARTITIONS, Some(3));
+        assert_eq!(holds.floor("t", 1), Some(3));
+        assert_eq!(holds.floor("t", 0), Some(3));
+        holds.set("c", "t", ALL_PARTITIONS, None);
+        assert_eq!(holds.floor("t", 1), None);
         // A cut the floor has already reached blocks nothing.
         holds.set_blocks(&[("t".to_owned(), 0, 5)]);
         assert!(!holds.is_blocked("t", 0));

@@ -744,11 +744,25 @@ pub struct Arrival {
     pub dup: bool,
 }
 
-/// How a [`Subscriber`] connects.
+/// What a [`Subscriber`] keeps of each PUBLISH.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Topic, payload, origin, user properties and DUP: ~0.8 KB per arrival with 64-byte
+    /// payloads and the four `outpost-*` properties (measured), so ~800 MB per million.
+    #[default]
+    Everything,
+    /// Topic, origin and DUP; `payload` and `user_properties` stay empty. About a quarter of
+    /// the memory, for runs of millions of messages.
+    OriginOnly,
+}
+
+/// How a [`Subscriber`] connects and what it records.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriberOpts {
     /// `Some((user, password))` for a Mosquitto started with a password.
     pub credentials: Option<(String, String)>,
+    /// What is kept of each arrival.
+    pub keep: Keep,
 }
 
 /// What the subscriber's task records.
@@ -813,12 +827,14 @@ impl Subscriber {
             let _enter = rt.enter();
             AsyncClient::new(o, SUB_REQUESTS)
         };
-        rt.spawn(subscriber_loop(
-            el,
+        let task = SubscriberTask {
             client,
-            filter.to_owned(),
-            shared.clone(),
-        ));
+            filter: filter.to_owned(),
+            keep: opts.keep,
+            subscribed: false,
+            shared: shared.clone(),
+        };
+        rt.spawn(task.run(el));
         let s = Subscriber {
             client_id,
             shared,
@@ -919,57 +935,57 @@ impl Drop for Subscriber {
     }
 }
 
-async fn subscriber_loop(
-    mut el: EventLoop,
+/// The subscriber's event-loop task.
+struct SubscriberTask {
     client: AsyncClient,
     filter: String,
+    keep: Keep,
+    /// A SUBACK came on the current session.
+    subscribed: bool,
     shared: Arc<SubShared>,
-) {
-    let mut subscribed = false;
-    // Ends when the runtime shuts down (Subscriber's drop).
-    loop {
-        match el.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                on_connack(&ack, &mut subscribed, &client, &filter, &shared)
-            }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                subscribed = true;
-                shared.subacks.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => shared.push(arrival(p)),
-            Ok(Event::Incoming(Packet::Disconnect(_))) => {
-                shared.connected.store(false, Ordering::SeqCst)
-            }
-            Ok(_) => {}
-            Err(e) => {
-                shared.connected.store(false, Ordering::SeqCst);
-                *lock(&shared.last_error) = Some(e.to_string());
-                tokio::time::sleep(RECONNECT_DELAY).await;
-            }
-        }
-    }
 }
 
-fn on_connack(
-    ack: &ConnAck,
-    subscribed: &mut bool,
-    client: &AsyncClient,
-    filter: &str,
-    shared: &SubShared,
-) {
-    if ack.code != ConnectReturnCode::Success {
-        return;
-    }
-    shared.connected.store(true, Ordering::SeqCst);
-    shared.connacks.fetch_add(1, Ordering::SeqCst);
-    // Without a session the broker forgot the subscription; a SUBSCRIBE lost with the last
-    // connection (no SUBACK yet) is not re-sent by rumqttc either.
-    if !ack.session_present || !*subscribed {
-        *subscribed = false;
-        // Never `.await` here: this task polls the event loop that drains the channel.
-        if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
-            *lock(&shared.last_error) = Some(format!("subscribe: {e}"));
+impl SubscriberTask {
+    async fn run(mut self, mut el: EventLoop) {
+        // Ends when the runtime shuts down (Subscriber's drop).
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => self.on_connack(&ack),
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    self.subscribed = true;
+                    self.shared.subacks.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => self.shared.push(arrival(p, self.keep)),
+                Ok(Event::Incoming(Packet::Disconnect(_))) => self.set_connected(false),
+                Ok(_) => {}
+                Err(e) => {
+                    self.set_connected(false);
+                    *lock(&self.shared.last_error) = Some(e.to_string());
+                    tokio::time::sleep(RECONNECT_DELAY).await;
+                }
+            }
         }
+    }
+
+    fn on_connack(&mut self, ack: &ConnAck) {
+        if ack.code != ConnectReturnCode::Success {
+            return;
+        }
+        self.set_connected(true);
+        self.shared.connacks.fetch_add(1, Ordering::SeqCst);
+        // Without a session the broker forgot the subscription; a SUBSCRIBE lost with the last
+        // connection (no SUBACK yet) is not re-sent by rumqttc either.
+        if !ack.session_present || !self.subscribed {
+            self.subscribed = false;
+            // Never `.await` here: this task polls the event loop that drains the channel.
+            if let Err(e) = self.client.try_subscribe(&self.filter, QoS::AtLeastOnce) {
+                *lock(&self.shared.last_error) = Some(format!("subscribe: {e}"));
+            }
+        }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        self.shared.connected.store(connected, Ordering::SeqCst);
     }
 }
 
@@ -983,15 +999,23 @@ impl SubShared {
     }
 }
 
-fn arrival(p: Publish) -> Arrival {
-    let user_properties = p
+fn arrival(p: Publish, keep: Keep) -> Arrival {
+    let mut user_properties = p
         .properties
         .map(|pp| pp.user_properties)
         .unwrap_or_default();
+    let origin = origin(&user_properties);
+    let payload = match keep {
+        Keep::Everything => p.payload.to_vec(),
+        Keep::OriginOnly => {
+            user_properties = Vec::new();
+            Vec::new()
+        }
+    };
     Arrival {
         topic: String::from_utf8_lossy(&p.topic).into_owned(),
-        payload: p.payload.to_vec(),
-        origin: origin(&user_properties),
+        payload,
+        origin,
         user_properties,
         dup: p.dup,
     }

@@ -1,0 +1,572 @@
+//! The MQTT bridge against a real upstream: a private Mosquitto per test, counted by a real
+//! MQTT 5 subscriber on it, with faults injected by killing, stopping and wiping Mosquitto,
+//! restarting Outpost with kill -9, and an in-test TCP proxy that cuts the link.
+//!
+//! What every test checks at the end: per partition, every offset that should arrive did,
+//! first arrivals in offset order (re-sends after a reconnect are duplicates, counted), and
+//! the bridge's own status agrees.
+//!
+//! Mosquitto acknowledges QoS 1 from memory, so killing it can lose messages it had acked but
+//! not yet delivered to our subscriber — its loss, not the bridge's. Tests that kill it pause
+//! the proxy in front of it and wait for the subscriber to go quiet first: what the bridge had
+//! in flight at the kill is then exactly what it must re-send.
+
+mod common;
+
+use std::time::Duration;
+
+use common::upstream::{
+    check_complete, wait_until, Mosquitto, MosquittoOpts, Proxy, Subscriber, SubscriberOpts,
+};
+use common::{runtime, temp_dir, Broker};
+use outpost::client::{Client, NewRecord};
+use outpost_firmware::{AckMode, Compression};
+
+/// Generous bound for a drain in CI (2 cores, debug build, tests in parallel).
+const DRAIN: Duration = Duration::from_secs(120);
+
+/// The config of a broker with one bridge to `upstream`; `bridge` and `route` are extra keys.
+fn bridge_config(upstream: &str, topic: &str, bridge: &str, route: &str) -> String {
+    format!(
+        r#"
+[retention]
+check_interval_ms = 200
+
+[[bridge]]
+name = "up"
+upstream = "{upstream}"
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+ack_timeout_secs = 3
+connect_timeout_secs = 2
+checkpoint_interval_ms = 200
+{bridge}
+
+[[bridge.route]]
+topic = "{topic}"
+upstream_topic = "edge/{{gateway}}/{{topic}}/{{partition}}"
+{route}
+"#
+    )
+}
+
+/// Creates `topic` and stores `n` records spread over its partitions (round robin in chunks),
+/// with values `"{topic}-{i}"`. Returns the records per partition.
+fn produce(
+    broker: &Broker,
+    topic: &str,
+    partitions: u32,
+    n: u64,
+    retention_bytes: Option<u64>,
+) -> Vec<u64> {
+    let mut per = vec![0u64; partitions as usize];
+    runtime().block_on(async {
+        let c = Client::connect(&broker.addr, "bridge-test-producer")
+            .await
+            .unwrap();
+        match c
+            .create_topic(topic, partitions, None, retention_bytes, Compression::None)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.to_string().contains("exists") => {}
+            Err(e) => panic!("create topic: {e}"),
+        }
+        let chunk = 500u64;
+        let mut i = 0u64;
+        let mut pending = std::collections::VecDeque::new();
+        while i < n {
+            let p = ((i / chunk) % u64::from(partitions)) as u32;
+            let k = chunk.min(n - i);
+            let records: Vec<NewRecord> = (i..i + k)
+                .map(|j| NewRecord {
+                    key: None,
+                    value: format!("{topic}-{j:08}-{}", "x".repeat(40)).into_bytes(),
+                    timestamp_ms: None,
+                    headers: Vec::new(),
+                })
+                .collect();
+            pending.push_back(
+                c.send_produce(topic, Some(p), &records, AckMode::Commit)
+                    .await
+                    .unwrap(),
+            );
+            if pending.len() >= 8 {
+                pending.pop_front().unwrap().wait().await.unwrap();
+            }
+            per[p as usize] += k;
+            i += k;
+        }
+        for p in pending {
+            p.wait().await.unwrap();
+        }
+    });
+    per
+}
+
+/// `outpost bridge status --json`, first bridge.
+fn status(broker: &Broker) -> serde_json::Value {
+    let out = broker.cli_ok(&["bridge", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0].clone()
+}
+
+fn partitions_of(s: &serde_json::Value) -> Vec<serde_json::Value> {
+    s["routes"][0]["partitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn total(s: &serde_json::Value, field: &str) -> u64 {
+    partitions_of(s)
+        .iter()
+        .map(|p| p[field].as_u64().unwrap())
+        .sum()
+}
+
+/// Waits until the bridge acknowledged (or counted lost) everything up to the log end.
+fn wait_drained(broker: &Broker, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        let s = status(broker);
+        let parts = partitions_of(&s);
+        !parts.is_empty()
+            && parts
+                .iter()
+                .all(|p| p["acked"] == p["log_end"] && p["checkpoint"] == p["log_end"])
+    })
+}
+
+/// Checks that every partition's offsets `0..per[p]` arrived, in order; returns duplicates.
+fn assert_complete(sub: &Subscriber, per: &[u64]) -> Vec<u64> {
+    let arrivals = sub.arrivals();
+    per.iter()
+        .enumerate()
+        .map(|(p, &n)| {
+            let r = check_complete(&arrivals, p as u32, 0..n);
+            assert!(r.is_complete_in_order(), "partition {p}: {r}");
+            r.duplicates
+        })
+        .collect()
+}
+
+#[test]
+fn outage_then_upstream_starts_everything_arrives_in_order() {
+    let mut up = Mosquitto::start(MosquittoOpts::default());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    // The subscriber's session is saved; the upstream goes down before the bridge starts.
+    up.terminate();
+    let dir = temp_dir();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &bridge_config(&up.url(), "outage", "", ""),
+    );
+    let per = produce(&broker, "outage", 3, 100_000, None);
+    // Routes pick up a new topic within a second.
+    assert!(wait_until(Duration::from_secs(10), || total(
+        &status(&broker),
+        "lag_records"
+    ) == 100_000));
+    let s = status(&broker);
+    assert_eq!(s["connected"], false, "{s}");
+    assert!(s["last_error"].is_string(), "the outage shows: {s}");
+    up.restart();
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    assert!(
+        sub.wait_for_count(100_000, DRAIN),
+        "arrived {}",
+        sub.count()
+    );
+    let dups = assert_complete(&sub, &per);
+    let s = status(&broker);
+    assert_eq!(total(&s, "forwarded"), 100_000);
+    assert_eq!(total(&s, "dropped"), 0);
+    assert_eq!(s["connected"], true);
+    // Every message carries its origin, the upstream topic follows the template.
+    let a = &sub.arrivals()[0];
+    let o = a.origin.as_ref().expect("origin user properties");
+    assert_eq!(o.topic, "outage");
+    assert_eq!(
+        a.topic,
+        format!("edge/{}/outage/{}", o.gateway, o.partition)
+    );
+    eprintln!("outage: duplicates per partition {dups:?}");
+    broker.stop();
+}
+
+#[test]
+fn upstream_killed_and_wiped_mid_drain_loses_nothing() {
+    let mut up = Mosquitto::start(MosquittoOpts::default());
+    let proxy = Proxy::start(up.port());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    let dir = temp_dir();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &bridge_config(&proxy.url(), "wipe", "", "rate_messages = 20000"),
+    );
+    let per = produce(&broker, "wipe", 2, 60_000, None);
+    assert!(
+        sub.wait_for_count(10_000, DRAIN),
+        "mid-drain: {}",
+        sub.count()
+    );
+    // Freeze the link, let Mosquitto deliver what it accepted, then kill it and its state.
+    proxy.pause();
+    let before = sub.wait_quiet(Duration::from_millis(500), Duration::from_secs(20));
+    assert!(before < 60_000, "the kill must be mid-drain ({before})");
+    let inflight = total(&status(&broker), "inflight");
+    up.kill9();
+    up.wipe_state();
+    up.restart();
+    // The subscriber's session is gone with the state: it subscribes again before the
+    // bridge may reconnect.
+    let subacks = sub.subacks();
+    assert!(wait_until(Duration::from_secs(20), || sub.subacks()
+        > subacks
+        && sub.connected()));
+    proxy.cut_all();
+    proxy.resume();
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) >= 60_000);
+    assert_complete(&sub, &per);
+    let s = status(&broker);
+    assert!(s["connects"].as_u64().unwrap() >= 2, "{s}");
+    eprintln!("wipe: {inflight} in flight at the kill; re-sent from the log");
+    broker.stop();
+}
+
+#[test]
+fn hung_upstream_is_noticed_and_nothing_is_lost() {
+    let mut up = Mosquitto::start(MosquittoOpts::default());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    let dir = temp_dir();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &bridge_config(
+            &up.url(),
+            "hung",
+            "keep_alive_secs = 30",
+            "rate_messages = 20000",
+        ),
+    );
+    let per = produce(&broker, "hung", 2, 60_000, None);
+    assert!(
+        sub.wait_for_count(10_000, DRAIN),
+        "mid-drain: {}",
+        sub.count()
+    );
+    up.stop_signal();
+    // The watchdog (ack_timeout_secs = 3) must fire well before keep-alive would.
+    let noticed = wait_until(Duration::from_secs(20), || {
+        let s = status(&broker);
+        s["connected"] == false
+            && s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("watchdog"))
+    });
+    let s = status(&broker);
+    up.cont();
+    assert!(noticed, "the bridge noticed the hung upstream: {s}");
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) >= 60_000);
+    assert_complete(&sub, &per);
+    broker.stop();
+}
+
+#[test]
+fn outpost_killed_mid_drain_resumes_with_bounded_duplicates() {
+    const MAX_INFLIGHT: u64 = 500;
+    let up = Mosquitto::start(MosquittoOpts::default());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let config = bridge_config(
+        &up.url(),
+        "crash",
+        "",
+        &format!("max_inflight = {MAX_INFLIGHT}\nrate_messages = 20000"),
+    );
+    let broker = Broker::start(&data, &config);
+    let per = produce(&broker, "crash", 3, 60_000, None);
+    assert!(
+        sub.wait_for_count(15_000, DRAIN),
+        "mid-drain: {}",
+        sub.count()
+    );
+    broker.kill9();
+    let at_kill = sub.count();
+    assert!(at_kill < 60_000, "the kill must be mid-drain ({at_kill})");
+    let broker = Broker::start(&data, &config);
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) >= 60_000);
+    let dups = assert_complete(&sub, &per);
+    for (p, d) in dups.iter().enumerate() {
+        assert!(
+            *d <= MAX_INFLIGHT,
+            "partition {p}: {d} duplicates > max_inflight {MAX_INFLIGHT}"
+        );
+    }
+    eprintln!("crash: duplicates per partition after kill -9 {dups:?}");
+    broker.stop();
+}
+
+#[test]
+fn flaky_link_eventually_delivers_everything() {
+    let up = Mosquitto::start(MosquittoOpts::default());
+    let proxy = Proxy::start(up.port());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    let dir = temp_dir();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &bridge_config(&proxy.url(), "flaky", "", "rate_messages = 25000"),
+    );
+    proxy.flaky(Duration::from_millis(300));
+    let per = produce(&broker, "flaky", 2, 40_000, None);
+    assert!(
+        sub.wait_for_count(20_000, DRAIN),
+        "under cuts: {}",
+        sub.count()
+    );
+    let cuts = proxy.cuts();
+    proxy.steady();
+    assert!(cuts >= 3, "the link was cut {cuts} times");
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) >= 40_000);
+    assert_complete(&sub, &per);
+    assert!(status(&broker)["connects"].as_u64().unwrap() >= 3);
+    broker.stop();
+}
+
+#[test]
+fn rejected_credentials_show_in_status_and_back_off() {
+    let mut up = Mosquitto::start(MosquittoOpts {
+        password: Some(("watcher".into(), "w".into())),
+    });
+    let sub = Subscriber::start_with(
+        up.port(),
+        "edge/#",
+        SubscriberOpts {
+            credentials: Some(("watcher".into(), "w".into())),
+            ..SubscriberOpts::default()
+        },
+    );
+    let dir = temp_dir();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &bridge_config(
+            &up.url(),
+            "creds",
+            "username = \"gw\"\npassword = \"not-yet-valid\"",
+            "",
+        ),
+    );
+    let per = produce(&broker, "creds", 1, 2_000, None);
+    std::thread::sleep(Duration::from_secs(4));
+    let s = status(&broker);
+    assert_eq!(s["connected"], false, "{s}");
+    let err = s["last_error"].as_str().unwrap_or_default().to_owned();
+    assert!(err.contains("refused"), "the error names the refusal: {s}");
+    // 4 s with reconnect_min_ms = 100 doubling to 1 s: a busy loop would make hundreds.
+    let attempts = s["connect_attempts"].as_u64().unwrap();
+    assert!((2..=15).contains(&attempts), "attempts {attempts}: {s}");
+    assert_eq!(total(&s, "dropped"), 0);
+    assert_eq!(sub.count(), 0);
+    // The operator fixes the upstream; the bridge gets in and delivers everything.
+    up.add_user("gw", "not-yet-valid");
+    up.reload();
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    assert!(sub.wait_for_count(2_000, DRAIN));
+    assert_complete(&sub, &per);
+    broker.stop();
+}
+
+/// The `[from, to)` ranges of the broker's "fell behind retention" log lines.
+fn loss_lines(stderr: &str) -> Vec<(u64, u64)> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("fell behind retention"))
+        .map(|l| {
+            let num = |key: &str| -> u64 {
+                let at = l.find(&format!("{key}=")).unwrap() + key.len() + 1;
+                l[at..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .unwrap()
+            };
+            (num("from"), num("to"))
+        })
+        .collect()
+}
+
+#[test]
+fn overflow_drop_oldest_reports_exactly_the_offsets_lost() {
+    let mut up = Mosquitto::start(MosquittoOpts::default());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    up.terminate();
+    let dir = temp_dir();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &bridge_config(&up.url(), "drop", "", ""),
+    );
+    // ~1.7 MB into a partition limited to 64 KiB while the upstream is down.
+    let per = produce(&broker, "drop", 1, 20_000, Some(64 << 10));
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let s = status(&broker);
+            partitions_of(&s).first().is_some_and(|p| {
+                p["log_start"].as_u64().unwrap() > 0 && p["dropped"] == p["log_start"]
+            })
+        }),
+        "retention trimmed and the bridge counted it: {}",
+        status(&broker)
+    );
+    up.restart();
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    let s = status(&broker);
+    let p = &partitions_of(&s)[0];
+    let start = p["log_start"].as_u64().unwrap();
+    assert_eq!(p["dropped"].as_u64().unwrap(), start, "{s}");
+    assert_eq!(p["forwarded"].as_u64().unwrap(), per[0] - start, "{s}");
+    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) as u64 >= per[0] - start);
+    let r = check_complete(&sub.arrivals(), 0, start..per[0]);
+    assert!(r.is_complete_in_order() && r.outside == 0, "{r}");
+    // The log names the lost ranges, and they are exactly [0, start).
+    let stderr = broker.stop();
+    let mut ranges = loss_lines(&stderr);
+    ranges.sort_unstable();
+    assert!(!ranges.is_empty(), "no loss logged:\n{stderr}");
+    let mut next = 0;
+    for (from, to) in &ranges {
+        assert_eq!(*from, next, "contiguous ranges: {ranges:?}");
+        next = *to;
+    }
+    assert_eq!(next, start, "{ranges:?}");
+}
+
+#[test]
+fn overflow_refuse_rejects_publishes_until_the_bridge_catches_up() {
+    use rumqttc::v5::mqttbytes::v5::PubAckReason;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, Incoming, MqttOptions};
+
+    let mut up = Mosquitto::start(MosquittoOpts::default());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    up.terminate();
+    let dir = temp_dir();
+    let extra = format!(
+        "{}\n[topic_defaults]\nretention_bytes = 65536\n",
+        bridge_config(&up.url(), "refuse", "", "overflow = \"refuse\"")
+    );
+    let broker = Broker::start(&dir.path().join("data"), &extra);
+    // MQTT 5 publishes into log topic `refuse` (MQTT ingest: the first topic level) until
+    // one is refused with Quota exceeded.
+    let port = broker.mqtt_port();
+    let (accepted, refused) = runtime().block_on(async move {
+        let mut o = MqttOptions::new("refuse-sensor", "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut el) = AsyncClient::new(o, 64);
+        let payload = vec![b'r'; 64];
+        let (mut accepted, mut refused) = (0u64, None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut outstanding = 0;
+        while refused.is_none() && tokio::time::Instant::now() < deadline {
+            if outstanding < 32 {
+                client
+                    .publish("refuse/dev1/t", QoS::AtLeastOnce, false, payload.clone())
+                    .await
+                    .unwrap();
+                outstanding += 1;
+                continue;
+            }
+            match tokio::time::timeout(Duration::from_secs(5), el.poll()).await {
+                Ok(Ok(Event::Incoming(Incoming::PubAck(a)))) => {
+                    outstanding -= 1;
+                    match a.reason {
+                        PubAckReason::Success => accepted += 1,
+                        r => refused = Some(r),
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("mqtt: {e}"),
+                Err(_) => panic!("no PUBACK in 5 s"),
+            }
+        }
+        (accepted, refused)
+    });
+    assert_eq!(
+        refused,
+        Some(PubAckReason::QuotaExceeded),
+        "after {accepted} accepted"
+    );
+    assert!(
+        accepted > 500,
+        "the limit is 64 KiB, far above 500 × 64 B ({accepted})"
+    );
+    // The binary protocol is refused with its own code.
+    let err = runtime().block_on(async {
+        let c = Client::connect(&broker.addr, "refuse-device")
+            .await
+            .unwrap();
+        let r = NewRecord {
+            key: None,
+            value: b"x".to_vec(),
+            timestamp_ms: None,
+            headers: Vec::new(),
+        };
+        c.produce("refuse", Some(0), &[r], AckMode::Commit)
+            .await
+            .unwrap_err()
+    });
+    assert!(err.to_string().contains("QUOTA_EXCEEDED"), "{err}");
+    // Nothing was deleted unforwarded.
+    std::thread::sleep(Duration::from_millis(500));
+    let s = status(&broker);
+    let p = &partitions_of(&s)[0];
+    assert_eq!(p["log_start"], 0, "{s}");
+    assert_eq!(p["dropped"], 0, "{s}");
+    assert!(p["log_end"].as_u64().unwrap() >= accepted, "{s}");
+    eprintln!(
+        "refuse: accepted {accepted}, stored {} when refused",
+        p["log_end"]
+    );
+    // The upstream comes back: the bridge drains, and ingest is accepted again.
+    up.restart();
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    let again = runtime().block_on(async {
+        let c = Client::connect(&broker.addr, "refuse-device")
+            .await
+            .unwrap();
+        let r = NewRecord {
+            key: None,
+            value: b"after".to_vec(),
+            timestamp_ms: None,
+            headers: Vec::new(),
+        };
+        c.produce("refuse", Some(0), &[r], AckMode::Commit).await
+    });
+    assert!(
+        again.is_ok(),
+        "accepted after the bridge caught up: {again:?}"
+    );
+    // The status is a snapshot refreshed every 250 ms.
+    assert!(wait_until(Duration::from_secs(5), || {
+        partitions_of(&status(&broker))[0]["log_end"]
+            .as_u64()
+            .unwrap()
+            > accepted
+    }));
+    assert!(wait_drained(&broker, DRAIN));
+    let s = status(&broker);
+    let end = partitions_of(&s)[0]["log_end"].as_u64().unwrap();
+    assert!(
+        end > accepted,
+        "end {end}, accepted {accepted}, again {again:?}: {s}"
+    );
+    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) as u64 >= end);
+    let r = check_complete(&sub.arrivals(), 0, 0..end);
+    assert!(r.is_complete_in_order(), "{r}");
+    assert_eq!(total(&s, "dropped"), 0);
+    broker.stop();
+}
