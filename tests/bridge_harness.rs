@@ -319,6 +319,7 @@ fn proxy_pause_cut_and_flaky() {
 async fn password_file_and_reload() {
     let opts = MosquittoOpts {
         password: Some(("alice".to_owned(), "secret".to_owned())),
+        ..MosquittoOpts::default()
     };
     let mut m = Mosquitto::start(opts);
     let refused = connect_once(m.port(), ("alice", "wrong")).await;

@@ -165,12 +165,37 @@ fn find_program(preferred: &str, name: &str) -> PathBuf {
 // Mosquitto
 // ------------------------------------------------------------------------------------------
 
+/// Default [`MosquittoOpts::autosave_interval`]: a kill -9 loses at most about a second.
+pub const AUTOSAVE_SECS: u32 = 1;
+/// Default [`MosquittoOpts::max_inflight_messages`]: no limit.
+pub const MAX_INFLIGHT_UNLIMITED: u16 = 0;
+
 /// How a [`Mosquitto`] is configured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MosquittoOpts {
     /// `Some((user, password))`: anonymous clients are refused and this user is the only one
     /// in the password file. `None`: anonymous clients are allowed.
     pub password: Option<(String, String)>,
+    /// `autosave_interval`, seconds; 0 saves only on SIGTERM. Each save rewrites the whole
+    /// database: with a million 64-byte messages queued (~256 MB) saving every second cut
+    /// Mosquitto's QoS 1 intake from ~42k/s to ~27k/s and its delivery from ~100k/s to ~27k/s
+    /// (one run each, measured).
+    pub autosave_interval: u32,
+    /// `max_inflight_messages`. Mosquitto 2.0 also sends it to v5 clients as the CONNACK
+    /// Receive Maximum, so it caps a publisher's (the bridge's) QoS 1 window too: 20, its
+    /// default, limits rumqttc to 20 in flight. 0 (the default here) sends no Receive Maximum
+    /// (65,535) and does not limit deliveries to subscribers either.
+    pub max_inflight_messages: u16,
+}
+
+impl Default for MosquittoOpts {
+    fn default() -> Self {
+        MosquittoOpts {
+            password: None,
+            autosave_interval: AUTOSAVE_SECS,
+            max_inflight_messages: MAX_INFLIGHT_UNLIMITED,
+        }
+    }
 }
 
 /// A private Mosquitto 2.0 broker on 127.0.0.1 with its own directory, persistence and port.
@@ -180,8 +205,10 @@ pub struct MosquittoOpts {
 ///   SIGKILL keeps only what the last autosave (every second here) wrote, so a `kill9` can
 ///   lose messages it acked but had not yet delivered. Before killing it, pause the [`Proxy`]
 ///   in front of it and let the [`Subscriber`] go quiet ([`Subscriber::wait_quiet`]).
-/// - Per-client queues are unlimited (`max_queued_messages 0`): a subscriber that is away or
-///   slow has everything queued for it, bounded only by memory.
+/// - Per-client queues are unlimited (`max_queued_messages 0`, `max_queued_bytes 0`): a
+///   subscriber that is away or slow has everything queued for it, bounded only by memory
+///   (measured: 1,000,000 messages of 64 bytes with four user properties held and delivered
+///   complete; ~0.9 KB of RSS and ~256 B of database per message).
 ///
 /// The port stays the same across `restart`s. Drop kills it (SIGKILL) and removes its
 /// directory.
@@ -382,16 +409,20 @@ impl Mosquitto {
              {auth}\
              persistence true\n\
              persistence_location {dir}/\n\
-             autosave_interval 1\n\
-             # 0 = no limit: a subscriber that is away or slow gets everything queued.\n\
+             autosave_interval {autosave}\n\
+             # 0 = no limit: a subscriber that is away or slow gets everything queued (the\n\
+             # default, 1000, silently drops the rest after acking it to the publisher).\n\
              max_queued_messages 0\n\
              max_queued_bytes 0\n\
+             max_inflight_messages {inflight}\n\
              set_tcp_nodelay true\n\
              # Run as root, mosquitto drops to user `mosquitto`, which cannot open this root-owned\n\
              # temp dir: the log fails to open and every autosave fails. No effect when not root.\n\
              user root\n\
              log_dest file {log}\n",
             port = self.port,
+            autosave = self.opts.autosave_interval,
+            inflight = self.opts.max_inflight_messages,
             log = self.log_path().display(),
         )
     }
