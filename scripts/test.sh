@@ -24,15 +24,23 @@ else
   echo "!!!!! WARNING: cannot install the thumbv7em-none-eabihf target here; the microcontroller build was NOT checked (host checks still ran) !!!!!"
 fi
 
-# --- tools of the MQTT interop tests (tests/mqtt_interop.rs) ----------------------------
-# mosquitto_pub/mosquitto_sub and a venv with paho-mqtt 2.x. Installed only when missing, so
-# a second run does no network traffic.
-say "MQTT interop tools: mosquitto clients, python3 venv with paho-mqtt"
+# --- tools of the MQTT interop and bridge tests (tests/mqtt_interop.rs, tests/bridge_*) ----
+# mosquitto_pub/mosquitto_sub, the mosquitto broker (each bridge test starts a private one on
+# an ephemeral port: tests/common/upstream.rs) and a venv with paho-mqtt 2.x. Installed only
+# when missing, so a second run does no network traffic.
+say "MQTT tools: mosquitto broker and clients, python3 venv with paho-mqtt"
 apt_packages=()
-# Only the clients: Debian's `mosquitto` package starts a broker on 1883, which would keep
-# `outpost serve` (README's other command) from binding its default MQTT port.
 if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
   apt_packages+=(mosquitto-clients)
+fi
+# The broker: where tests/common/upstream.rs looks for it (Debian's path, else PATH).
+find_mosquitto() {
+  if [ -x /usr/sbin/mosquitto ]; then echo /usr/sbin/mosquitto; else command -v mosquitto || true; fi
+}
+mosquitto_missing=false
+if [ -z "$(find_mosquitto)" ]; then
+  mosquitto_missing=true
+  apt_packages+=(mosquitto)
 fi
 # Debian's python3 lacks ensurepip (so `python3 -m venv` fails) until python3-venv is in.
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -42,8 +50,34 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   echo "installing with apt-get: ${apt_packages[*]}"
+  # Debian's `mosquitto` package starts a system broker on 1883, which would keep
+  # `outpost serve` (README's other command) from binding its default MQTT port. A
+  # policy-rc.d exiting 101 tells the package scripts not to start services; it is removed
+  # afterwards, and only if this script created it.
+  policy_rc=/usr/sbin/policy-rc.d
+  created_policy=false
+  if $mosquitto_missing && [ ! -e "$policy_rc" ]; then
+    printf '#!/bin/sh\n# temporary, from outpost scripts/test.sh: start no services\nexit 101\n' \
+      | $sudo tee "$policy_rc" >/dev/null
+    $sudo chmod 755 "$policy_rc"
+    created_policy=true
+    trap 'if $created_policy; then $sudo rm -f "$policy_rc"; fi' EXIT
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}"
+  if $created_policy; then
+    $sudo rm -f "$policy_rc"
+    created_policy=false
+  fi
+  if $mosquitto_missing; then
+    # Belt and braces where policy-rc.d is not consulted (e.g. systemd started it anyway).
+    $sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  fi
+fi
+mosquitto_bin="$(find_mosquitto)"
+if [ -z "$mosquitto_bin" ]; then
+  echo "FAIL: the mosquitto broker is not installed; the bridge tests need it" >&2
+  exit 1
 fi
 venv_python="$PWD/.venv/bin/python"
 if ! "$venv_python" -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__.startswith("2.") else 1)' >/dev/null 2>&1; then
@@ -52,7 +86,7 @@ if ! "$venv_python" -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version
   "$venv_python" -m pip install --quiet --disable-pip-version-check 'paho-mqtt>=2,<3'
 fi
 export OUTPOST_PYTHON="$venv_python"
-echo "ok: $(mosquitto_pub --help | sed -n 2p); paho-mqtt $("$OUTPOST_PYTHON" -c 'import paho.mqtt; print(paho.mqtt.__version__)')"
+echo "ok: $(mosquitto_pub --help | sed -n 2p); $("$mosquitto_bin" -h 2>&1 | head -1 || true); paho-mqtt $("$OUTPOST_PYTHON" -c 'import paho.mqtt; print(paho.mqtt.__version__)')"
 
 # --- the workspace ---------------------------------------------------------------------
 say "cargo test (unit, integration against the real binary, crash tests, doc tests)"

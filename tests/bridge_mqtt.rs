@@ -341,6 +341,7 @@ fn flaky_link_eventually_delivers_everything() {
 fn rejected_credentials_show_in_status_and_back_off() {
     let mut up = Mosquitto::start(MosquittoOpts {
         password: Some(("watcher".into(), "w".into())),
+        ..MosquittoOpts::default()
     });
     let sub = Subscriber::start_with(
         up.port(),
@@ -568,5 +569,67 @@ fn overflow_refuse_rejects_publishes_until_the_bridge_catches_up() {
     let r = check_complete(&sub.arrivals(), 0, 0..end);
     assert!(r.is_complete_in_order(), "{r}");
     assert_eq!(total(&s, "dropped"), 0);
+    broker.stop();
+}
+
+#[test]
+fn mqtt_311_json_envelope_and_a_route_starting_at_latest() {
+    use base64::Engine as _;
+    let up = Mosquitto::start(MosquittoOpts::default());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    // Records stored before the route exists are not forwarded by a `latest` route.
+    let broker = Broker::start(&data, "");
+    produce(&broker, "late", 1, 100, None);
+    broker.stop();
+    let config = bridge_config(
+        &up.url(),
+        "late",
+        "mqtt_version = \"3.1.1\"\nenvelope = \"json\"",
+        "start = \"latest\"",
+    );
+    let broker = Broker::start(&data, &config);
+    assert!(wait_until(Duration::from_secs(10), || {
+        partitions_of(&status(&broker))
+            .first()
+            .is_some_and(|p| p["checkpoint"] == 100)
+    }));
+    runtime().block_on(async {
+        let c = Client::connect(&broker.addr, "late-producer")
+            .await
+            .unwrap();
+        let records: Vec<NewRecord> = (0..50)
+            .map(|i| NewRecord {
+                key: Some(format!("k{i}").into_bytes()),
+                value: format!("v{i}").into_bytes(),
+                timestamp_ms: Some(1_700_000_000_000 + i),
+                headers: Vec::new(),
+            })
+            .collect();
+        c.produce("late", Some(0), &records, AckMode::Commit)
+            .await
+            .unwrap();
+    });
+    assert!(sub.wait_for_count(50, DRAIN), "arrived {}", sub.count());
+    assert!(wait_drained(&broker, DRAIN));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let arrivals = sub.arrivals();
+    assert_eq!(sub.wait_quiet(Duration::from_millis(300), DRAIN), 50);
+    for (i, a) in arrivals.iter().enumerate() {
+        // 3.1.1 carries no user properties: the origin is in the envelope.
+        assert!(a.origin.is_none());
+        let env: serde_json::Value = serde_json::from_slice(&a.payload).unwrap();
+        assert_eq!(env["topic"], "late");
+        assert_eq!(env["partition"], 0);
+        assert_eq!(env["offset"], 100 + i as u64, "in order");
+        assert_eq!(env["timestamp"], 1_700_000_000_000u64 + i as u64);
+        assert_eq!(env["key"], b64.encode(format!("k{i}")));
+        assert_eq!(env["value"], b64.encode(format!("v{i}")));
+        assert_eq!(
+            a.topic,
+            format!("edge/{}/late/0", env["gateway"].as_str().unwrap())
+        );
+    }
     broker.stop();
 }

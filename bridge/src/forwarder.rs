@@ -351,7 +351,11 @@ where
             let deadline = self.next_deadline(next_tick.min(next_status));
             let commit = &mut self.commit;
             tokio::select! {
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
                 ev = self.upstream.next_event() => self.on_event(ev),
                 res = async { match commit.as_mut() { Some((f, _, _)) => f.await, None => std::future::pending().await } } => {
                     self.on_committed(res);
@@ -480,6 +484,7 @@ where
     // Sending
 
     async fn pump_all(&mut self, now: Instant) {
+        let idle = self.slots.iter().all(|s| s.ring.is_empty());
         for i in 0..self.slots.len() {
             if !matches!(self.conn, Conn::Up { .. }) {
                 return;
@@ -487,6 +492,16 @@ where
             self.pump(i, now).await;
         }
         self.upstream.flush();
+        // The watchdog counts from the first message sent into an idle connection.
+        if idle && self.slots.iter().any(|s| !s.ring.is_empty()) {
+            if let Conn::Up {
+                ref mut last_progress,
+                ..
+            } = self.conn
+            {
+                *last_progress = now;
+            }
+        }
     }
 
     async fn pump(&mut self, i: usize, now: Instant) {
@@ -562,7 +577,6 @@ where
         let route_name = route.name.clone();
         let upstream = &mut self.upstream;
         let mut stopped = false;
-        let mut started_empty = slot.ring.is_empty();
         let visited = self
             .source
             .visit(&buf, slot.next_send, &mut |rec: &SourceRecord<'_>| {
@@ -631,17 +645,6 @@ where
         if stopped {
             slot.buf = Some(buf);
         }
-        if started_empty && !slot.ring.is_empty() {
-            if let Conn::Up {
-                ref mut last_progress,
-                ..
-            } = self.conn
-            {
-                *last_progress = now;
-            }
-            started_empty = false;
-        }
-        let _ = started_empty;
         !stopped
     }
 
