@@ -633,3 +633,83 @@ fn mqtt_311_json_envelope_and_a_route_starting_at_latest() {
     }
     broker.stop();
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
+fn certificates(dir: &std::path::Path) -> common::upstream::MosquittoTls {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "outpost test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issue = |names: Vec<String>, cn: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server, server_key) = issue(vec!["127.0.0.1".into(), "localhost".into()], "upstream");
+    let (client, client_key) = issue(Vec::new(), "gateway");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    write("client.pem", &client);
+    write("client.key", &client_key);
+    common::upstream::MosquittoTls {
+        ca_file: write("ca.pem", &ca_cert.pem()),
+        cert_file: write("server.pem", &server),
+        key_file: write("server.key", &server_key),
+        require_client_cert: true,
+    }
+}
+
+#[test]
+fn mqtts_with_a_client_certificate_and_without() {
+    let certs_dir = temp_dir();
+    let tls = certificates(certs_dir.path());
+    let up = Mosquitto::start(MosquittoOpts {
+        tls: Some(tls.clone()),
+        ..MosquittoOpts::default()
+    });
+    let sub = Subscriber::start(up.port(), "edge/#");
+    let ca = tls.ca_file.display().to_string();
+    let cert = certs_dir.path().join("client.pem").display().to_string();
+    let key = certs_dir.path().join("client.key").display().to_string();
+    // With our client certificate: accepted, everything arrives.
+    let dir = temp_dir();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &bridge_config(
+            &up.tls_url(),
+            "tls",
+            &format!("ca_file = {ca:?}\nclient_cert_file = {cert:?}\nclient_key_file = {key:?}"),
+            "",
+        ),
+    );
+    let per = produce(&broker, "tls", 1, 1_000, None);
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    assert!(sub.wait_for_count(1_000, DRAIN));
+    assert_complete(&sub, &per);
+    broker.stop();
+    // Without one, the upstream refuses the handshake: the status says so, nothing is lost.
+    let dir = temp_dir();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &bridge_config(&up.tls_url(), "notls", &format!("ca_file = {ca:?}"), ""),
+    );
+    produce(&broker, "notls", 1, 10, None);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let s = status(&broker);
+        s["connect_attempts"].as_u64().unwrap() >= 2 && s["last_error"].is_string()
+    }));
+    let s = status(&broker);
+    assert_eq!(s["connected"], false, "{s}");
+    assert_eq!(total(&s, "dropped"), 0);
+    assert_eq!(total(&s, "acked"), 0);
+    eprintln!("without a client certificate: {}", s["last_error"]);
+    broker.stop();
+}

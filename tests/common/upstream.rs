@@ -177,15 +177,31 @@ pub struct MosquittoOpts {
     /// in the password file. `None`: anonymous clients are allowed.
     pub password: Option<(String, String)>,
     /// `autosave_interval`, seconds; 0 saves only on SIGTERM. Each save rewrites the whole
-    /// database: with a million 64-byte messages queued (~256 MB) saving every second cut
-    /// Mosquitto's QoS 1 intake from ~42k/s to ~27k/s and its delivery from ~100k/s to ~27k/s
-    /// (one run each, measured).
+    /// database: with a million 64-byte messages queued for an absent subscriber (~256 MB)
+    /// saving every second cut Mosquitto's QoS 1 intake 2-6x and its later delivery 1.5-4x
+    /// (single runs on a loaded 2-core VM). Volume tests that never `kill9` it can use 0.
     pub autosave_interval: u32,
     /// `max_inflight_messages`. Mosquitto 2.0 also sends it to v5 clients as the CONNACK
     /// Receive Maximum, so it caps a publisher's (the bridge's) QoS 1 window too: 20, its
     /// default, limits rumqttc to 20 in flight. 0 (the default here) sends no Receive Maximum
     /// (65,535) and does not limit deliveries to subscribers either.
     pub max_inflight_messages: u16,
+    /// A second listener with TLS on [`Mosquitto::tls_port`] (the plain one stays, for the
+    /// test's subscriber).
+    pub tls: Option<MosquittoTls>,
+}
+
+/// PEM files of a TLS listener.
+#[derive(Debug, Clone)]
+pub struct MosquittoTls {
+    /// CA that signs the server's and the clients' certificates.
+    pub ca_file: PathBuf,
+    /// The server certificate (for 127.0.0.1).
+    pub cert_file: PathBuf,
+    /// Its key.
+    pub key_file: PathBuf,
+    /// Refuse clients without a certificate signed by the CA (mutual TLS).
+    pub require_client_cert: bool,
 }
 
 impl Default for MosquittoOpts {
@@ -194,6 +210,7 @@ impl Default for MosquittoOpts {
             password: None,
             autosave_interval: AUTOSAVE_SECS,
             max_inflight_messages: MAX_INFLIGHT_UNLIMITED,
+            tls: None,
         }
     }
 }
@@ -215,6 +232,7 @@ impl Default for MosquittoOpts {
 pub struct Mosquitto {
     dir: tempfile::TempDir,
     port: u16,
+    tls_port: u16,
     child: Option<Child>,
     stopped: bool,
     opts: MosquittoOpts,
@@ -230,6 +248,7 @@ impl Mosquitto {
         let mut m = Mosquitto {
             dir,
             port: 0,
+            tls_port: 0,
             child: None,
             stopped: false,
             opts,
@@ -239,6 +258,7 @@ impl Mosquitto {
         }
         for attempt in 1..=PORT_ATTEMPTS {
             m.port = free_port();
+            m.tls_port = if m.opts.tls.is_some() { free_port() } else { 0 };
             fs::write(m.conf_path(), m.config_text()).expect("write mosquitto.conf");
             m.spawn();
             match m.try_wait_listening(MOSQUITTO_START_TIMEOUT) {
@@ -424,7 +444,27 @@ impl Mosquitto {
             autosave = self.opts.autosave_interval,
             inflight = self.opts.max_inflight_messages,
             log = self.log_path().display(),
+        ) + &self.tls_listener()
+    }
+
+    fn tls_listener(&self) -> String {
+        let Some(t) = &self.opts.tls else {
+            return String::new();
+        };
+        format!(
+            "listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+            self.tls_port,
+            t.ca_file.display(),
+            t.cert_file.display(),
+            t.key_file.display(),
+            t.require_client_cert
         )
+    }
+
+    /// `mqtts://127.0.0.1:PORT` of the TLS listener (with `MosquittoOpts::tls`).
+    pub fn tls_url(&self) -> String {
+        assert!(self.opts.tls.is_some(), "started without TLS");
+        format!("mqtts://127.0.0.1:{}", self.tls_port)
     }
 
     fn spawn(&mut self) {
