@@ -1016,3 +1016,80 @@ where
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(at: u64) -> Slot {
+        Slot {
+            route: 0,
+            topic: "t".into(),
+            partition: 0,
+            durable: at,
+            acked: at,
+            next_send: at,
+            ring: VecDeque::new(),
+            forwarded: 0,
+            dropped: 0,
+            last_loss: None,
+            dirty: false,
+            log_start: 0,
+            log_end: at,
+            buf: None,
+            waiting: false,
+            ready_at: None,
+            lag_ts: None,
+            last_error: None,
+        }
+    }
+
+    fn send(s: &mut Slot, n: u64) {
+        for _ in 0..n {
+            s.ring.push_back(Entry::Pending(0));
+            s.next_send += 1;
+        }
+    }
+
+    #[test]
+    fn acked_advances_over_the_contiguous_prefix_only() {
+        let mut s = slot(10);
+        send(&mut s, 5); // 10..15
+        s.mark(12, Entry::Acked);
+        s.mark(11, Entry::Acked);
+        assert_eq!((s.acked, s.forwarded), (10, 0), "10 is still missing");
+        s.mark(10, Entry::Acked);
+        assert_eq!((s.acked, s.forwarded, s.inflight()), (13, 3, 2));
+        assert!(s.dirty);
+        // Stale and unknown acknowledgements change nothing.
+        s.mark(3, Entry::Acked);
+        s.mark(99, Entry::Acked);
+        assert_eq!(s.acked, 13);
+        s.mark(14, Entry::Acked);
+        s.mark(13, Entry::Skipped);
+        assert_eq!((s.acked, s.forwarded, s.inflight()), (15, 4, 0));
+    }
+
+    #[test]
+    fn a_failure_resends_from_the_acknowledged_prefix() {
+        let mut s = slot(0);
+        send(&mut s, 4);
+        s.mark(0, Entry::Acked);
+        s.mark(2, Entry::Acked);
+        s.buf = Some(vec![1]);
+        s.reset_inflight();
+        assert_eq!((s.acked, s.next_send, s.inflight()), (1, 1, 0));
+        assert!(s.buf.is_none(), "re-read from the log");
+    }
+
+    #[test]
+    fn a_loss_skips_exactly_the_deleted_range() {
+        let mut s = slot(5);
+        s.lose(40, "b", "r", Overflow::DropOldest);
+        assert_eq!((s.acked, s.next_send, s.dropped), (40, 40, 35));
+        assert_eq!(s.last_loss, Some((5, 40)));
+        assert!(s.dirty);
+        s.lose(41, "b", "r", Overflow::DropOldest);
+        assert_eq!((s.dropped, s.last_loss), (36, Some((40, 41))));
+    }
+}
