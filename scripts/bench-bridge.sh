@@ -161,6 +161,10 @@ mosquitto_dir() {  # $1 = dir: run as root, Mosquitto drops to user mosquitto an
 }
 
 kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status" 2> /dev/null || true; }
+TICKS=$(getconf CLK_TCK)
+cpu_s() {  # $1 = pid: user + system CPU seconds so far (fields 14, 15; comm has no spaces here)
+  awk -v t="$TICKS" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat" 2> /dev/null || echo 0
+}
 
 # --- input: RECORDS distinct 64-byte lines, and the same lines split for mosquitto_pub ---
 python3 - "$RECORDS" > "$WORK/lines.txt" << 'PY'
@@ -429,32 +433,37 @@ run_case() {  # $1 = system, $2 = protocol; appends one JSON line to RESULTS
   load_rss=$(kib "$edge_pid" VmRSS)
 
   echo "  starting the upstream and the counter; draining"
-  local t0 m rc=0
+  local t0 m rc=0 edge_cpu0
+  edge_cpu0=$(cpu_s "$edge_pid")
   t0=$(now)
   start_upstream "$d" "$port_up"
   start_counter "$d" "$port_up"
   m=$(monitor "$system" "$d" "$t0" "$port_w" "$edge_pid" "$UP_PID" "$COUNTER_PID") || rc=$?
   [ "$rc" = 0 ] || die "$system $proto: drain failed (monitor exit $rc); KEEP=1 keeps the logs"
   sleep 1  # late duplicates
-  local hwm t
+  local hwm t cpu
   hwm=$(kib "$edge_pid" VmHWM)
+  cpu="$edge_cpu0 $(cpu_s "$edge_pid") $(cpu_s "$UP_PID") $(cpu_s "$COUNTER_PID")"
   stop_pid "$COUNTER_PID"
   t=$(tally "$d")
   python3 - "$system" "$proto" "$m" "$t" "$RECORDS" "$t_load0" "$t_load1" "$edge_received" \
-    "$edge_dropped" "$edge_stored" "${load_rss:-0}" "${hwm:-0}" "${disk:-0}" >> "$RESULTS" << 'PY'
+    "$edge_dropped" "$edge_stored" "${load_rss:-0}" "${hwm:-0}" "${disk:-0}" "$cpu" >> "$RESULTS" << 'PY'
 import json, sys
 a = sys.argv
+edge0, edge1, up, counter = map(float, a[14].split())
+cpu = {"edge_cpu_s": edge1 - edge0, "upstream_cpu_s": up, "counter_cpu_s": counter}
 r = {"system": a[1], "protocol": a[2], "records": int(a[5]), "load_s": float(a[7]) - float(a[6]),
      "edge_received": a[8], "edge_dropped": a[9], "edge_stored": a[10],
      "rss_loaded_kib": int(a[11]), "hwm_kib": int(a[12]), "disk_kib": int(a[13])}
 r.update(json.loads(a[3]))
 r.update(json.loads(a[4]))
+r.update(cpu)
 print(json.dumps(r))
 PY
   python3 - "$RESULTS" << 'PY'
 import json, sys
 r = json.loads(open(sys.argv[1]).readlines()[-1])
-s = lambda x: "-" if x is None else f"{x:.2f} s"
+s = lambda x: "n/a" if x is None else f"{x:.2f} s"
 print(f"  first arrival {s(r['t_first'])}, last arrival {s(r['t_last'])}, all acked {s(r['t_acked'])} "
       f"after upstream start; counted {r['arrived']:,}"
       + ("" if r["distinct"] is None else f", distinct {r['distinct']:,}"))
@@ -478,25 +487,27 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 f = lambda x, fmt: "-" if x is None else fmt.format(x)
 print()
 print("drain s: from upstream start until the bridge reports all acked (outpost) or until the last")
-print("arrival upstream (mosquitto); records/s = records / drain s. Polled every 100 ms.")
+print("arrival upstream (mosquitto); records/s = distinct records arrived / drain s. Polled every")
+print("100 ms. lost = records - distinct arrived; duplicates = arrived - distinct.")
 print(f"{'system':18} | {'protocol':8} | {'drain s':>7} | {'records/s':>9} | {'arrived':>9} | {'lost':>9} | {'duplicates':>10}")
 print("-" * 90)
 for r in rows:
     drain = r["t_acked"] if r["system"] == "outpost" else r["t_last"]
-    rate = r["records"] / drain if drain else None
     if r["distinct"] is None:
         lost, dup = max(r["records"] - r["arrived"], 0), None
     else:
         lost, dup = r["records"] - r["distinct"], r["arrived"] - r["distinct"] - r["foreign"]
+    rate = (r["records"] - lost) / drain if drain else None
     print(f"{r['system']:18} | {r['protocol']:8} | {f(drain, '{:.2f}'):>7} | {f(rate, '{:,.0f}'):>9} | "
           f"{r['arrived']:>9,} | {lost:>9,} | {f(dup, '{:,}'):>10}")
 print()
 print("details (times after upstream start):")
 for r in rows:
     span = None if r["t_first"] is None or r["t_last"] is None else r["t_last"] - r["t_first"]
+    got = r["arrived"] if r["distinct"] is None else r["distinct"]
     line = (f"  {r['system']} {r['protocol']}: loaded in {r['load_s']:.1f} s; first arrival "
             f"{f(r['t_first'], '{:.2f}')} s, last {f(r['t_last'], '{:.2f}')} s (first to last "
-            f"{f(span, '{:.2f}')} s" + (f", {r['records'] / span:,.0f}/s" if span else "") + ")")
+            f"{f(span, '{:.2f}')} s" + (f", {got / span:,.0f}/s" if span else "") + ")")
     line += f"; edge RSS loaded {r['rss_loaded_kib'] / 1024:.0f} MiB, peak {r['hwm_kib'] / 1024:.0f} MiB"
     if r["system"] == "outpost":
         line += (f"; data dir {r['disk_kib'] / 1024:.0f} MiB; bridge forwarded {r.get('forwarded')},"
@@ -505,6 +516,8 @@ for r in rows:
     else:
         line += (f"; edge $SYS after loading: received {r['edge_received']}, dropped "
                  f"{r['edge_dropped']}, messages in store {r['edge_stored']}")
+    line += (f"; CPU s in the drain: edge {r['edge_cpu_s']:.1f}, upstream {r['upstream_cpu_s']:.1f},"
+             f" counter {r['counter_cpu_s']:.1f}")
     if r["foreign"]:
         line += f"; {r['foreign']} unexpected lines"
     print(line)

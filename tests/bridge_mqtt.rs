@@ -50,6 +50,21 @@ upstream_topic = "edge/{{gateway}}/{{topic}}/{{partition}}"
     )
 }
 
+/// A broker in a fresh directory with `bridge_config(upstream, topic, bridge, route)`.
+fn start_bridged(
+    upstream: &str,
+    topic: &str,
+    bridge: &str,
+    route: &str,
+) -> (tempfile::TempDir, Broker) {
+    let dir = temp_dir();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &bridge_config(upstream, topic, bridge, route),
+    );
+    (dir, broker)
+}
+
 /// Creates `topic` and stores `n` records spread over its partitions (round robin in chunks),
 /// with values `"{topic}-{i}"`. Returns the records per partition.
 fn produce(
@@ -137,6 +152,15 @@ fn wait_drained(broker: &Broker, timeout: Duration) -> bool {
     })
 }
 
+/// Waits for the bridge to drain and the subscriber to go quiet, then checks that every
+/// partition's offsets `0..per[p]` arrived, first arrivals in order; returns duplicates.
+fn drained_and_complete(broker: &Broker, sub: &Subscriber, per: &[u64]) -> Vec<u64> {
+    assert!(wait_drained(broker, DRAIN), "drain: {}", status(broker));
+    let n: u64 = per.iter().sum();
+    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) as u64 >= n);
+    assert_complete(sub, per)
+}
+
 /// Checks that every partition's offsets `0..per[p]` arrived, in order; returns duplicates.
 fn assert_complete(sub: &Subscriber, per: &[u64]) -> Vec<u64> {
     let arrivals = sub.arrivals();
@@ -156,11 +180,7 @@ fn outage_then_upstream_starts_everything_arrives_in_order() {
     let sub = Subscriber::start(up.port(), "edge/#");
     // The subscriber's session is saved; the upstream goes down before the bridge starts.
     up.terminate();
-    let dir = temp_dir();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &bridge_config(&up.url(), "outage", "", ""),
-    );
+    let (_dir, broker) = start_bridged(&up.url(), "outage", "", "");
     let per = produce(&broker, "outage", 3, 100_000, None);
     // Routes pick up a new topic within a second.
     assert!(wait_until(Duration::from_secs(10), || total(
@@ -199,11 +219,7 @@ fn upstream_killed_and_wiped_mid_drain_loses_nothing() {
     let mut up = Mosquitto::start(MosquittoOpts::default());
     let proxy = Proxy::start(up.port());
     let sub = Subscriber::start(up.port(), "edge/#");
-    let dir = temp_dir();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &bridge_config(&proxy.url(), "wipe", "", "rate_messages = 20000"),
-    );
+    let (_dir, broker) = start_bridged(&proxy.url(), "wipe", "", "rate_messages = 20000");
     let per = produce(&broker, "wipe", 2, 60_000, None);
     assert!(
         sub.wait_for_count(10_000, DRAIN),
@@ -226,9 +242,7 @@ fn upstream_killed_and_wiped_mid_drain_loses_nothing() {
         && sub.connected()));
     proxy.cut_all();
     proxy.resume();
-    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
-    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) >= 60_000);
-    assert_complete(&sub, &per);
+    drained_and_complete(&broker, &sub, &per);
     let s = status(&broker);
     assert!(s["connects"].as_u64().unwrap() >= 2, "{s}");
     eprintln!("wipe: {inflight} in flight at the kill; re-sent from the log");
@@ -239,15 +253,11 @@ fn upstream_killed_and_wiped_mid_drain_loses_nothing() {
 fn hung_upstream_is_noticed_and_nothing_is_lost() {
     let mut up = Mosquitto::start(MosquittoOpts::default());
     let sub = Subscriber::start(up.port(), "edge/#");
-    let dir = temp_dir();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &bridge_config(
-            &up.url(),
-            "hung",
-            "keep_alive_secs = 30",
-            "rate_messages = 20000",
-        ),
+    let (_dir, broker) = start_bridged(
+        &up.url(),
+        "hung",
+        "keep_alive_secs = 30",
+        "rate_messages = 20000",
     );
     let per = produce(&broker, "hung", 2, 60_000, None);
     assert!(
@@ -267,9 +277,7 @@ fn hung_upstream_is_noticed_and_nothing_is_lost() {
     let s = status(&broker);
     up.cont();
     assert!(noticed, "the bridge noticed the hung upstream: {s}");
-    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
-    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) >= 60_000);
-    assert_complete(&sub, &per);
+    drained_and_complete(&broker, &sub, &per);
     broker.stop();
 }
 
@@ -297,9 +305,7 @@ fn outpost_killed_mid_drain_resumes_with_bounded_duplicates() {
     let at_kill = sub.count();
     assert!(at_kill < 60_000, "the kill must be mid-drain ({at_kill})");
     let broker = Broker::start(&data, &config);
-    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
-    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) >= 60_000);
-    let dups = assert_complete(&sub, &per);
+    let dups = drained_and_complete(&broker, &sub, &per);
     for (p, d) in dups.iter().enumerate() {
         assert!(
             *d <= MAX_INFLIGHT,
@@ -315,11 +321,7 @@ fn flaky_link_eventually_delivers_everything() {
     let up = Mosquitto::start(MosquittoOpts::default());
     let proxy = Proxy::start(up.port());
     let sub = Subscriber::start(up.port(), "edge/#");
-    let dir = temp_dir();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &bridge_config(&proxy.url(), "flaky", "", "rate_messages = 25000"),
-    );
+    let (_dir, broker) = start_bridged(&proxy.url(), "flaky", "", "rate_messages = 25000");
     proxy.flaky(Duration::from_millis(300));
     let per = produce(&broker, "flaky", 2, 40_000, None);
     assert!(
@@ -330,9 +332,7 @@ fn flaky_link_eventually_delivers_everything() {
     let cuts = proxy.cuts();
     proxy.steady();
     assert!(cuts >= 3, "the link was cut {cuts} times");
-    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
-    assert!(sub.wait_quiet(Duration::from_millis(500), DRAIN) >= 40_000);
-    assert_complete(&sub, &per);
+    drained_and_complete(&broker, &sub, &per);
     assert!(status(&broker)["connects"].as_u64().unwrap() >= 3);
     broker.stop();
 }
@@ -351,15 +351,11 @@ fn rejected_credentials_show_in_status_and_back_off() {
             ..SubscriberOpts::default()
         },
     );
-    let dir = temp_dir();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &bridge_config(
-            &up.url(),
-            "creds",
-            "username = \"gw\"\npassword = \"not-yet-valid\"",
-            "",
-        ),
+    let (_dir, broker) = start_bridged(
+        &up.url(),
+        "creds",
+        "username = \"gw\"\npassword = \"not-yet-valid\"",
+        "",
     );
     let per = produce(&broker, "creds", 1, 2_000, None);
     std::thread::sleep(Duration::from_secs(4));
@@ -406,11 +402,7 @@ fn overflow_drop_oldest_reports_exactly_the_offsets_lost() {
     let mut up = Mosquitto::start(MosquittoOpts::default());
     let sub = Subscriber::start(up.port(), "edge/#");
     up.terminate();
-    let dir = temp_dir();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &bridge_config(&up.url(), "drop", "", ""),
-    );
+    let (_dir, broker) = start_bridged(&up.url(), "drop", "", "");
     // ~1.7 MB into a partition limited to 64 KiB while the upstream is down.
     let per = produce(&broker, "drop", 1, 20_000, Some(64 << 10));
     assert!(
@@ -680,15 +672,11 @@ fn mqtts_with_a_client_certificate_and_without() {
     let cert = certs_dir.path().join("client.pem").display().to_string();
     let key = certs_dir.path().join("client.key").display().to_string();
     // With our client certificate: accepted, everything arrives.
-    let dir = temp_dir();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &bridge_config(
-            &up.tls_url(),
-            "tls",
-            &format!("ca_file = {ca:?}\nclient_cert_file = {cert:?}\nclient_key_file = {key:?}"),
-            "",
-        ),
+    let (_dir, broker) = start_bridged(
+        &up.tls_url(),
+        "tls",
+        &format!("ca_file = {ca:?}\nclient_cert_file = {cert:?}\nclient_key_file = {key:?}"),
+        "",
     );
     let per = produce(&broker, "tls", 1, 1_000, None);
     assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
@@ -696,11 +684,7 @@ fn mqtts_with_a_client_certificate_and_without() {
     assert_complete(&sub, &per);
     broker.stop();
     // Without one, the upstream refuses the handshake: the status says so, nothing is lost.
-    let dir = temp_dir();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &bridge_config(&up.tls_url(), "notls", &format!("ca_file = {ca:?}"), ""),
-    );
+    let (_dir, broker) = start_bridged(&up.tls_url(), "notls", &format!("ca_file = {ca:?}"), "");
     produce(&broker, "notls", 1, 10, None);
     assert!(wait_until(Duration::from_secs(10), || {
         let s = status(&broker);

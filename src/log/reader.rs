@@ -103,6 +103,21 @@ impl Log {
     }
 }
 
+/// A partition's metadata as of `txn`.
+fn meta_in(
+    txn: &redb::ReadTransaction,
+    topic: &str,
+    partition: u32,
+) -> Result<PartitionMeta, ReadError> {
+    let parts = txn
+        .open_table(tables::PARTITIONS)
+        .map_err(StorageError::from)?;
+    match parts.get((topic, partition)).map_err(StorageError::from)? {
+        Some(v) => Ok(PartitionMeta::decode(v.value())?),
+        None => Err(ReadError::UnknownTopic(topic.to_owned())),
+    }
+}
+
 fn offset_for_time_blocking(
     db: &Database,
     topic: &str,
@@ -110,13 +125,7 @@ fn offset_for_time_blocking(
     timestamp_ms: i64,
 ) -> Result<u64, ReadError> {
     let txn = db.begin_read().map_err(StorageError::from)?;
-    let parts = txn
-        .open_table(tables::PARTITIONS)
-        .map_err(StorageError::from)?;
-    let meta = match parts.get((topic, partition)).map_err(StorageError::from)? {
-        Some(v) => PartitionMeta::decode(v.value())?,
-        None => return Err(ReadError::UnknownTopic(topic.to_owned())),
-    };
+    let meta = meta_in(&txn, topic, partition)?;
     let name = tables::batch_table_name(topic);
     let table = txn
         .open_table(tables::batch_table(&name))
@@ -151,13 +160,7 @@ pub fn read_blocking(
     max_bytes: u32,
 ) -> Result<ReadResult, ReadError> {
     let txn = db.begin_read().map_err(StorageError::from)?;
-    let parts = txn
-        .open_table(tables::PARTITIONS)
-        .map_err(StorageError::from)?;
-    let meta = match parts.get((topic, partition)).map_err(StorageError::from)? {
-        Some(v) => PartitionMeta::decode(v.value())?,
-        None => return Err(ReadError::UnknownTopic(topic.to_owned())),
-    };
+    let meta = meta_in(&txn, topic, partition)?;
     if offset < meta.start_offset || offset > meta.end_offset {
         return Err(ReadError::OffsetOutOfRange {
             offset,
