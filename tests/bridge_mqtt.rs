@@ -697,3 +697,80 @@ fn mqtts_with_a_client_certificate_and_without() {
     eprintln!("without a client certificate: {}", s["last_error"]);
     broker.stop();
 }
+
+/// CPU time (user + system) of process `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the `(comm)`: state is field 3; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_record_the_upstream_cannot_take_is_skipped_and_an_idle_bridge_sleeps() {
+    let up = Mosquitto::start(MosquittoOpts::default());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    let (_dir, broker) = start_bridged(&up.url(), "poison", "", "");
+    // Offset 1 carries a header longer than an MQTT 5 user property can be.
+    runtime().block_on(async {
+        let c = Client::connect(&broker.addr, "poison-producer")
+            .await
+            .unwrap();
+        let rec = |v: &str, header: usize| NewRecord {
+            key: None,
+            value: v.as_bytes().to_vec(),
+            timestamp_ms: None,
+            headers: vec![("note".into(), vec![b'n'; header])],
+        };
+        let records = [rec("before", 1), rec("poison", 70_000), rec("after", 1)];
+        c.produce("poison", Some(0), &records, AckMode::Commit)
+            .await
+            .unwrap();
+    });
+    assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
+    assert_eq!(sub.wait_quiet(Duration::from_millis(300), DRAIN), 2);
+    let offsets: Vec<u64> = sub
+        .arrivals()
+        .iter()
+        .map(|a| a.origin.as_ref().unwrap().offset)
+        .collect();
+    assert_eq!(offsets, [0, 2]);
+    let s = status(&broker);
+    let p = &partitions_of(&s)[0];
+    assert_eq!(p["dropped"], 1, "{s}");
+    assert_eq!(p["last_loss"], serde_json::json!([1, 2]), "{s}");
+    assert_eq!(
+        s["connects"], 1,
+        "no reconnect for a record that can never go: {s}"
+    );
+    // Idle past the watchdog's timeout (3 s): the bridge must sleep, not spin.
+    let before = cpu_ticks(broker.pid());
+    std::thread::sleep(Duration::from_secs(5));
+    let used = cpu_ticks(broker.pid()) - before;
+    assert!(used < 100, "{used} ticks of CPU in 5 idle seconds");
+    broker.stop();
+}
+
+#[test]
+fn a_topic_deleted_and_created_again_is_forwarded_from_zero() {
+    let up = Mosquitto::start(MosquittoOpts::default());
+    let sub = Subscriber::start(up.port(), "edge/#");
+    let (_dir, broker) = start_bridged(&up.url(), "again", "", "");
+    produce(&broker, "again", 1, 10, None);
+    assert!(sub.wait_for_count(10, DRAIN));
+    broker.cli_ok(&["topics", "delete", "again"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        status(&broker)["routes"][0]["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("deleted"))
+    }));
+    produce(&broker, "again", 1, 5, None);
+    assert!(sub.wait_for_count(15, DRAIN), "arrived {}", sub.count());
+    let second: Vec<u64> = sub.arrivals()[10..]
+        .iter()
+        .map(|a| a.origin.as_ref().unwrap().offset)
+        .collect();
+    assert_eq!(second, [0, 1, 2, 3, 4]);
+    broker.stop();
+}

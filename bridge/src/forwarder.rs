@@ -13,7 +13,13 @@
 //! - Any connection failure (error, refused message, watchdog) drops everything in flight:
 //!   `next_send` goes back to `acked` and the next connection re-sends from the log,
 //!   whether or not the upstream kept a session. Reconnects back off exponentially with
-//!   jitter; the backoff resets only once a connection delivered acknowledgements.
+//!   jitter; the backoff resets once a connection stayed up for `HEALTHY_AFTER`.
+//! - A record the upstream can never take (too large for it, a field over MQTT's 65,535 bytes,
+//!   or refused with a permanent MQTT 5 reason such as Not authorized) is skipped, logged and
+//!   counted as dropped, so one such record cannot stall its partition. Transient refusals
+//!   (quota, unspecified) reconnect with backoff and re-send.
+//! - A partition whose stored records do not decode is parked (status shows why); the others
+//!   go on.
 //! - Overflow: a checkpoint below the log start means retention deleted records before they
 //!   were forwarded. Under `drop_oldest` the slot jumps to the log start and the exact range
 //!   is logged and counted. Under `refuse` the slot holds retention at its durable
@@ -44,6 +50,10 @@ const WAIT_SLICE: Duration = Duration::from_secs(1);
 const FINAL_COMMIT: Duration = Duration::from_secs(5);
 /// A connection that lived this long (or delivered acknowledgements) resets the backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(5);
+/// The watchdog fires this long after its deadline (so it never fires early).
+const WATCHDOG_SLACK: Duration = Duration::from_millis(10);
+/// After a failed wait for data (its topic was deleted), wait this long before another.
+const WAIT_RETRY: Duration = Duration::from_secs(1);
 /// After a failed checkpoint commit, wait this long before trying again.
 const COMMIT_RETRY: Duration = Duration::from_secs(1);
 
@@ -131,9 +141,38 @@ struct Slot {
     /// Timestamp of the record at `acked`, when known (lag while nothing is in flight).
     lag_ts: Option<(u64, i64)>,
     last_error: Option<String>,
+    /// Its stored records do not decode: not forwarded until a restart.
+    broken: bool,
+    /// Its topic was deleted; when it comes back the slot starts again at 0.
+    gone: bool,
 }
 
 impl Slot {
+    fn new(route: usize, topic: String, partition: u32, cp: Checkpoint) -> Self {
+        Slot {
+            route,
+            topic,
+            partition,
+            durable: cp.offset,
+            acked: cp.offset,
+            next_send: cp.offset,
+            ring: VecDeque::new(),
+            forwarded: cp.forwarded,
+            dropped: cp.dropped,
+            last_loss: None,
+            dirty: false,
+            log_start: 0,
+            log_end: cp.offset,
+            buf: None,
+            waiting: false,
+            ready_at: None,
+            lag_ts: None,
+            last_error: None,
+            broken: false,
+            gone: false,
+        }
+    }
+
     fn inflight(&self) -> u64 {
         self.next_send - self.acked
     }
@@ -149,7 +188,13 @@ impl Slot {
             match front {
                 Entry::Pending(_) => break,
                 Entry::Acked => self.forwarded += 1,
-                Entry::Skipped => {}
+                Entry::Skipped => {
+                    self.dropped += 1;
+                    self.last_loss = match self.last_loss {
+                        Some((a, b)) if b == self.acked => Some((a, b + 1)),
+                        _ => Some((self.acked, self.acked + 1)),
+                    };
+                }
             }
             self.ring.pop_front();
             self.acked += 1;
@@ -459,22 +504,34 @@ where
                 }
                 if let Conn::Up {
                     ref mut last_progress,
-                    ref mut healthy,
                     ..
                 } = self.conn
                 {
                     *last_progress = now;
-                    if !*healthy {
-                        *healthy = true;
-                        self.backoff.reset();
-                    }
                 }
             }
-            UpstreamEvent::Rejected { id, reason } => {
-                if let Some(s) = self.slots.get_mut(id.slot as usize) {
-                    s.last_error = Some(format!("offset {}: {reason}", id.offset));
+            UpstreamEvent::Rejected {
+                id,
+                reason,
+                permanent,
+            } => {
+                let Some(s) = self.slots.get_mut(id.slot as usize) else {
+                    return;
+                };
+                s.last_error = Some(format!("offset {}: {reason}", id.offset));
+                if permanent {
+                    tracing::warn!(
+                        bridge = self.config.name,
+                        topic = s.topic,
+                        partition = s.partition,
+                        offset = id.offset,
+                        reason,
+                        "record skipped: the upstream refuses it for good"
+                    );
+                    s.mark(id.offset, Entry::Skipped);
+                } else {
+                    self.fail(format!("offset {}: {reason}", id.offset), now);
                 }
-                self.fail(format!("offset {}: {reason}", id.offset), now);
             }
             UpstreamEvent::Failed { reason } => self.fail(reason, now),
         }
@@ -509,7 +566,10 @@ where
         let route = &self.routes[r];
         let (max_inflight, batch_bytes, overflow) =
             (route.max_inflight, route.batch_bytes, route.overflow);
-        if self.slots[i].ready_at.is_some_and(|t| t > now) {
+        if self.slots[i].broken
+            || self.slots[i].gone
+            || self.slots[i].ready_at.is_some_and(|t| t > now)
+        {
             return;
         }
         self.slots[i].ready_at = None;
@@ -617,9 +677,8 @@ where
                             why,
                             "record skipped: it can never be sent to this upstream"
                         );
+                        // Counted as dropped when the prefix passes it (`Slot::mark`).
                         slot.ring.push_back(Entry::Skipped);
-                        slot.dropped += 1;
-                        slot.last_loss = Some((rec.offset, rec.offset + 1));
                     }
                     Err(SendError::NotReady(_)) => {
                         stopped = true;
@@ -631,7 +690,8 @@ where
                 true
             });
         if let Err(e) = visited {
-            // A damaged batch: report it and stop this slot (the operator must look).
+            // A damaged batch: park this slot (the operator must look) and report it once.
+            slot.broken = true;
             slot.last_error = Some(format!("cannot decode stored records: {e}"));
             tracing::error!(bridge, route = route_name.as_str(), topic = slot.topic, partition = slot.partition, error = %e,
                 "bridge cannot decode stored records; the partition is not forwarded");
@@ -661,11 +721,13 @@ where
             s.next_send,
         );
         self.waits.spawn(async move {
-            let end = source
-                .wait_for(&topic, p, at, WAIT_SLICE)
-                .await
-                .unwrap_or(at);
-            (i, end)
+            match source.wait_for(&topic, p, at, WAIT_SLICE).await {
+                Ok(end) => (i, end),
+                Err(_) => {
+                    tokio::time::sleep(WAIT_RETRY).await;
+                    (i, at)
+                }
+            }
         });
     }
 
@@ -688,15 +750,27 @@ where
             Conn::Down { retry_at } => d = d.min(retry_at),
             Conn::Connecting { since } => d = d.min(since + self.connect_timeout),
             Conn::Up { last_progress, .. } => {
-                d = d.min(last_progress + self.ack_timeout + Duration::from_millis(10));
+                if self.slots.iter().any(|s| s.inflight() > 0) {
+                    d = d.min(last_progress + self.ack_timeout + WATCHDOG_SLACK);
+                }
                 for s in &self.slots {
                     if let Some(t) = s.ready_at {
                         d = d.min(t);
                     }
                 }
+                // A rate limit matters only while it holds back records that are waiting.
                 for r in &self.routes {
+                    let waiting = r.slots.iter().any(|&i| {
+                        let s = &self.slots[i];
+                        s.next_send < s.log_end && !s.broken && !s.gone
+                    });
+                    if !waiting {
+                        continue;
+                    }
                     for b in [&r.messages, &r.bytes].into_iter().flatten() {
-                        d = d.min(b.ready_at().max(Instant::now() + Duration::from_millis(1)));
+                        if let Some(t) = b.ready_at() {
+                            d = d.min(t);
+                        }
                     }
                 }
             }
@@ -824,6 +898,19 @@ where
                 Ok(n) => n,
                 Err(_) => {
                     let route = &mut self.routes[r];
+                    if !route.slots.is_empty() {
+                        route.waiting = Some(format!(
+                            "log topic `{topic}` was deleted; forwarding resumes at offset 0 if it is created again"
+                        ));
+                        for &i in &route.slots {
+                            let s = &mut self.slots[i];
+                            if !s.gone {
+                                s.gone = true;
+                                s.reset_inflight();
+                            }
+                        }
+                        continue;
+                    }
                     route.waiting = Some(format!("log topic `{topic}` does not exist yet"));
                     route.missing = true;
                     if route.overflow == Overflow::Refuse && !route.all_held {
@@ -835,6 +922,22 @@ where
                 }
             };
             self.routes[r].waiting = None;
+            // A topic deleted and created again: its offsets start over.
+            for &i in &self.routes[r].slots {
+                let s = &mut self.slots[i];
+                if s.gone && s.partition < count {
+                    tracing::warn!(
+                        bridge = self.config.name,
+                        topic,
+                        partition = s.partition,
+                        "log topic created again: forwarding it from offset 0"
+                    );
+                    *s = Slot {
+                        dirty: true,
+                        ..Slot::new(s.route, s.topic.clone(), s.partition, Checkpoint::default())
+                    };
+                }
+            }
             for p in self.routes[r].slots.len() as u32..count {
                 match self.new_slot(r, p).await {
                     Ok(slot) => {
@@ -892,24 +995,10 @@ where
                 .hold_retention(&route.holder, &route.topic, p, Some(cp.offset));
         }
         Ok(Slot {
-            route: r,
-            topic: route.topic.clone(),
-            partition: p,
-            durable: cp.offset,
-            acked: cp.offset,
-            next_send: cp.offset,
-            ring: VecDeque::new(),
-            forwarded: cp.forwarded,
-            dropped: cp.dropped,
-            last_loss: None,
             dirty: fresh,
             log_start,
             log_end,
-            buf: None,
-            waiting: false,
-            ready_at: None,
-            lag_ts: None,
-            last_error: None,
+            ..Slot::new(r, route.topic.clone(), p, cp)
         })
     }
 
@@ -1022,26 +1111,15 @@ mod tests {
     use super::*;
 
     fn slot(at: u64) -> Slot {
-        Slot {
-            route: 0,
-            topic: "t".into(),
-            partition: 0,
-            durable: at,
-            acked: at,
-            next_send: at,
-            ring: VecDeque::new(),
-            forwarded: 0,
-            dropped: 0,
-            last_loss: None,
-            dirty: false,
-            log_start: 0,
-            log_end: at,
-            buf: None,
-            waiting: false,
-            ready_at: None,
-            lag_ts: None,
-            last_error: None,
-        }
+        Slot::new(
+            0,
+            "t".into(),
+            0,
+            Checkpoint {
+                offset: at,
+                ..Checkpoint::default()
+            },
+        )
     }
 
     fn send(s: &mut Slot, n: u64) {
@@ -1068,6 +1146,11 @@ mod tests {
         s.mark(14, Entry::Acked);
         s.mark(13, Entry::Skipped);
         assert_eq!((s.acked, s.forwarded, s.inflight()), (15, 4, 0));
+        assert_eq!(
+            (s.dropped, s.last_loss),
+            (1, Some((13, 14))),
+            "a skip counts once"
+        );
     }
 
     #[test]

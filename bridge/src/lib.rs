@@ -22,6 +22,7 @@ mod upstream;
 pub use forwarder::{start, StartError};
 pub use source::{
     Checkpoint, CheckpointRow, CheckpointStore, LogSource, SourceBatches, SourceRecord,
+    ALL_PARTITIONS,
 };
 pub use status::{BridgeStatus, PartitionStatus, RouteStatus, StatusBoard};
 pub use upstream::{MsgId, OutRecord, SendError, Upstream, UpstreamEvent};

@@ -50,9 +50,19 @@ pub struct SetupError {
 /// What the event-loop task reports, tagged with nothing: each connection has its own channel.
 #[derive(Debug)]
 enum Raw {
-    ConnAck { session_present: bool },
-    Outgoing { pkid: u16 },
-    PubAck { pkid: u16, refused: Option<String> },
+    /// `max_packet`: the upstream's MQTT 5 Maximum Packet Size, when it sent one.
+    ConnAck {
+        session_present: bool,
+        max_packet: Option<u32>,
+    },
+    Outgoing {
+        pkid: u16,
+    },
+    /// `refused`: the reason, and whether it is permanent.
+    PubAck {
+        pkid: u16,
+        refused: Option<(String, bool)>,
+    },
     Error(String),
 }
 
@@ -77,6 +87,8 @@ struct Conn {
     /// Packet id → the record it carries, until its PUBACK.
     inflight: HashMap<u16, MsgId>,
     connected: bool,
+    /// The largest packet this connection may send: ours, or the upstream's if smaller.
+    max_packet: usize,
 }
 
 impl Drop for Conn {
@@ -188,6 +200,7 @@ impl MqttUpstream {
                 let raw = match el.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(c))) => Raw::ConnAck {
                         session_present: c.session_present,
+                        max_packet: None,
                     },
                     Ok(Event::Incoming(Packet::PubAck(a))) => Raw::PubAck {
                         pkid: a.pkid,
@@ -228,13 +241,11 @@ impl MqttUpstream {
                 let raw = match el.poll().await {
                     Ok(Event::Incoming(Incoming::ConnAck(c))) => Raw::ConnAck {
                         session_present: c.session_present,
+                        max_packet: c.properties.and_then(|p| p.max_packet_size),
                     },
                     Ok(Event::Incoming(Incoming::PubAck(a))) => Raw::PubAck {
                         pkid: a.pkid,
-                        refused: match a.reason {
-                            PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
-                            r => Some(format!("upstream refused the message: {r:?}")),
-                        },
+                        refused: refusal(&a.reason),
                     },
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Raw::Outgoing { pkid },
                     Ok(_) => continue,
@@ -271,6 +282,25 @@ impl MqttUpstream {
         }
         p
     }
+}
+
+/// A PUBACK reason that is not success: its text and whether the upstream would refuse the
+/// same message again.
+fn refusal(reason: &PubAckReason) -> Option<(String, bool)> {
+    let permanent = match reason {
+        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => return None,
+        PubAckReason::NotAuthorized
+        | PubAckReason::TopicNameInvalid
+        | PubAckReason::PayloadFormatInvalid => true,
+        PubAckReason::UnspecifiedError
+        | PubAckReason::ImplementationSpecificError
+        | PubAckReason::PacketIdentifierInUse
+        | PubAckReason::QuotaExceeded => false,
+    };
+    Some((
+        format!("upstream refused the message: {reason:?}"),
+        permanent,
+    ))
 }
 
 /// The origin stamp as `(name, value)` pairs.
@@ -412,6 +442,7 @@ impl Upstream for MqttUpstream {
             queued: VecDeque::new(),
             inflight: HashMap::new(),
             connected: false,
+            max_packet: self.max_packet,
         });
     }
 
@@ -456,15 +487,31 @@ impl Upstream for MqttUpstream {
             };
             (5 + 2 + topic.len() + 2 + payload.len(), None, payload)
         };
-        if size > self.max_packet {
-            return Err(SendError::TooLarge(format!(
-                "{size} bytes > max_packet_bytes {}",
-                self.max_packet
-            )));
-        }
         let Some(conn) = self.conn.as_mut() else {
             return Err(SendError::NotReady("not connected".to_owned()));
         };
+        if size > conn.max_packet {
+            return Err(SendError::TooLarge(format!(
+                "{size} bytes > the largest packet the upstream takes ({})",
+                conn.max_packet
+            )));
+        }
+        // MQTT strings and binary fields carry a 16-bit length (rumqttc would truncate it).
+        let long = |len: usize| len > usize::from(u16::MAX);
+        let too_long = long(topic.len())
+            || v5_props.as_ref().is_some_and(|p| {
+                p.user_properties
+                    .iter()
+                    .any(|(k, v)| long(k.len()) || long(v.len()))
+                    || p.content_type.as_ref().is_some_and(|c| long(c.len()))
+                    || p.response_topic.as_ref().is_some_and(|c| long(c.len()))
+                    || p.correlation_data.as_ref().is_some_and(|c| long(c.len()))
+            });
+        if too_long {
+            return Err(SendError::TooLarge(
+                "its topic or a header is longer than 65,535 bytes, the MQTT maximum".to_owned(),
+            ));
+        }
         let queued = match (&conn.client, v5_props) {
             (Client::V5(c), Some(props)) => c
                 .try_publish_with_properties(
@@ -498,8 +545,14 @@ impl Upstream for MqttUpstream {
                 };
             };
             match raw {
-                Raw::ConnAck { session_present } => {
+                Raw::ConnAck {
+                    session_present,
+                    max_packet,
+                } => {
                     conn.connected = true;
+                    if let Some(m) = max_packet {
+                        conn.max_packet = conn.max_packet.min(m as usize);
+                    }
                     return UpstreamEvent::Connected { session_present };
                 }
                 Raw::Outgoing { pkid } => {
@@ -523,7 +576,11 @@ impl Upstream for MqttUpstream {
                             slot: id.slot,
                             offsets: id.offset..id.offset + 1,
                         },
-                        Some(reason) => UpstreamEvent::Rejected { id, reason },
+                        Some((reason, permanent)) => UpstreamEvent::Rejected {
+                            id,
+                            reason,
+                            permanent,
+                        },
                     };
                 }
                 Raw::Error(reason) => {
@@ -536,7 +593,8 @@ impl Upstream for MqttUpstream {
 
     fn disconnect(&mut self) {
         if let Some(conn) = self.conn.take() {
-            // A polite DISCONNECT when we can; the task is aborted on drop either way.
+            // Queues a DISCONNECT; the task is aborted on drop, so it goes out only if the
+            // event loop gets to it first. The upstream copes either way (keep-alive).
             match &conn.client {
                 Client::V4(c) => {
                     let _ = c.try_disconnect();

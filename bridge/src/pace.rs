@@ -65,7 +65,7 @@ impl Bucket {
         self.at = now;
     }
 
-    /// Whether `n` tokens are available now (does not take them).
+    /// Whether a token is available now (does not take it).
     pub fn ready(&mut self, now: Instant) -> bool {
         self.refill(now);
         self.tokens > 0.0
@@ -78,12 +78,10 @@ impl Bucket {
         self.tokens -= n as f64;
     }
 
-    /// When tokens will be available again.
-    pub fn ready_at(&self) -> Instant {
-        if self.tokens > 0.0 {
-            return self.at;
-        }
-        self.at + Duration::from_secs_f64((-self.tokens + 1.0) / self.rate)
+    /// When a token will be available again; `None` while one is.
+    pub fn ready_at(&self) -> Option<Instant> {
+        (self.tokens <= 0.0)
+            .then(|| self.at + Duration::from_secs_f64((-self.tokens + 1.0) / self.rate))
     }
 }
 

@@ -92,7 +92,9 @@ pub trait LogSource: Send + Sync + 'static {
 
     /// Keeps retention from deleting offsets at or above `offset` of `topic`/`partition` for
     /// `holder` (a route in `overflow = "refuse"` mode); `None` releases the hold. Ingest into
-    /// a partition that retention cannot trim because of a hold is refused. Partition
+    /// a partition is refused while a hold keeps retention from honouring its byte limit or
+    /// the free-disk floor (time retention alone never refuses: expired records are kept).
+    /// Partition
     /// [`ALL_PARTITIONS`] holds every partition of the topic (for a topic that does not exist
     /// yet); such a hold keeps records but does not refuse ingest.
     fn hold_retention(&self, holder: &str, topic: &str, partition: u32, offset: Option<u64>);
@@ -121,7 +123,8 @@ pub trait CheckpointStore: Send + Sync + 'static {
     fn load_checkpoints(&self, bridge: &str) -> Result<Vec<CheckpointRow>, Self::Error>;
 
     /// Stores checkpoints of `bridge` (`(route, topic, partition, checkpoint)`) in one
-    /// commit; resolves when they are durable.
+    /// commit; resolves when it is committed (durable under the log's `fsync = "always"`;
+    /// under `"interval"` a crash can lose the last `fsync_interval_ms` of them).
     fn store_checkpoints(
         &self,
         bridge: &str,

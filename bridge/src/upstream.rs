@@ -53,6 +53,10 @@ pub enum UpstreamEvent {
         id: MsgId,
         /// Why, as the upstream said.
         reason: String,
+        /// The upstream will refuse it again (not authorized, invalid topic or payload): the
+        /// record is skipped and counted. Otherwise (quota, unspecified) it is re-sent after a
+        /// reconnect with backoff.
+        permanent: bool,
     },
     /// The connection attempt failed or the connection is lost; nothing more will be
     /// acknowledged on it.
@@ -65,8 +69,9 @@ pub enum UpstreamEvent {
 /// Why a record could not be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// The record can never be sent to this upstream (too large); skip it and count it.
-    #[error("record too large for the upstream: {0}")]
+    /// The record can never be sent to this upstream (too large, or a field longer than MQTT
+    /// allows); skip it and count it.
+    #[error("record cannot be sent upstream: {0}")]
     TooLarge(String),
     /// Not connected, or the connection's queue is full: try again later.
     #[error("upstream not ready: {0}")]

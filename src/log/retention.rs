@@ -120,8 +120,8 @@ pub fn select_prefix(
     cut
 }
 
-/// The partition number of a hold on every partition of a topic.
-pub const ALL_PARTITIONS: u32 = u32::MAX;
+/// The partition number of a hold on every partition of a topic (the bridge's contract).
+pub use outpost_bridge::ALL_PARTITIONS;
 
 /// Retention holds of bridge routes with `overflow = "refuse"`, and the partitions they block
 /// (see the module doc). Shared by the [`Log`] handle, the writer and the retention task; kept
