@@ -774,3 +774,44 @@ fn a_topic_deleted_and_created_again_is_forwarded_from_zero() {
     assert_eq!(second, [0, 1, 2, 3, 4]);
     broker.stop();
 }
+
+#[test]
+fn a_route_the_upstream_refuses_for_good_does_not_stall_the_bridge() {
+    // Anonymous clients may publish under edge/+/ok/# only and read everything.
+    let up = Mosquitto::start(MosquittoOpts {
+        acl: Some("topic read #\ntopic write edge/+/ok/#\n".into()),
+        ..MosquittoOpts::default()
+    });
+    let sub = Subscriber::start(up.port(), "edge/#");
+    let dir = temp_dir();
+    let config = format!(
+        "{}\n[[bridge.route]]\ntopic = \"denied\"\nupstream_topic = \"edge/{{gateway}}/denied/{{partition}}\"\n",
+        bridge_config(&up.url(), "ok", "", "")
+    );
+    let broker = Broker::start(&dir.path().join("data"), &config);
+    produce(&broker, "denied", 1, 20, None);
+    let per = produce(&broker, "ok", 1, 500, None);
+    let routes_done = || {
+        let s = status(&broker);
+        s["routes"].as_array().unwrap().iter().all(|r| {
+            let parts = r["partitions"].as_array().unwrap();
+            !parts.is_empty() && parts.iter().all(|p| p["acked"] == p["log_end"])
+        })
+    };
+    assert!(wait_until(DRAIN, routes_done), "{}", status(&broker));
+    assert!(sub.wait_for_count(500, DRAIN));
+    assert_complete(&sub, &per);
+    let s = status(&broker);
+    let denied = &s["routes"][1]["partitions"][0];
+    assert_eq!(denied["dropped"], 20, "{s}");
+    assert_eq!(denied["last_loss"], serde_json::json!([0, 20]), "{s}");
+    assert_eq!(s["connects"], 1, "refusals for good do not reconnect: {s}");
+    assert!(
+        s["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NotAuthorized"),
+        "{s}"
+    );
+    broker.stop();
+}

@@ -189,6 +189,8 @@ pub struct MosquittoOpts {
     /// A second listener with TLS on [`Mosquitto::tls_port`] (the plain one stays, for the
     /// test's subscriber).
     pub tls: Option<MosquittoTls>,
+    /// The text of an `acl_file` (Mosquitto's ACL syntax); `None`: everything allowed.
+    pub acl: Option<String>,
 }
 
 /// PEM files of a TLS listener.
@@ -211,6 +213,7 @@ impl Default for MosquittoOpts {
             autosave_interval: AUTOSAVE_SECS,
             max_inflight_messages: MAX_INFLIGHT_UNLIMITED,
             tls: None,
+            acl: None,
         }
     }
 }
@@ -424,6 +427,14 @@ impl Mosquitto {
         } else {
             "allow_anonymous true\n".to_owned()
         };
+        let auth = match &self.opts.acl {
+            Some(text) => {
+                let path = self.dir().join("acl");
+                fs::write(&path, text).expect("write the ACL file");
+                format!("{auth}acl_file {}\n", path.display())
+            }
+            None => auth,
+        };
         format!(
             "listener {port} 127.0.0.1\n\
              {auth}\
@@ -432,7 +443,7 @@ impl Mosquitto {
              autosave_interval {autosave}\n\
              # 0 = no limit: a subscriber that is away or slow gets everything queued (the\n\
              # default, 1000, silently drops the rest after acking it to the publisher).\n\
-             max_queued_messages 0\n\
+             max_queued_messages {queued}\n\
              max_queued_bytes 0\n\
              max_inflight_messages {inflight}\n\
              set_tcp_nodelay true\n\
@@ -443,6 +454,9 @@ impl Mosquitto {
             port = self.port,
             autosave = self.opts.autosave_interval,
             inflight = self.opts.max_inflight_messages,
+            // Measured: with `max_queued_messages 0` Mosquitto 2.0.11 drops the connection of a
+            // client whose QoS 1 publish an ACL denies, instead of answering PUBACK 0x87.
+            queued = if self.opts.acl.is_some() { 1_000_000 } else { 0 },
             log = self.log_path().display(),
         ) + &self.tls_listener()
     }
