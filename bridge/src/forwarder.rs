@@ -50,6 +50,8 @@ const WAIT_SLICE: Duration = Duration::from_secs(1);
 const FINAL_COMMIT: Duration = Duration::from_secs(5);
 /// A connection that lived this long (or delivered acknowledgements) resets the backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(5);
+/// Most upstream events handled in one pass of the loop.
+const EVENT_BURST: usize = 1024;
 /// The watchdog fires this long after its deadline (so it never fires early).
 const WATCHDOG_SLACK: Duration = Duration::from_millis(10);
 /// After a failed wait for data (its topic was deleted), wait this long before another.
@@ -401,7 +403,16 @@ where
                         break;
                     }
                 }
-                ev = self.upstream.next_event() => self.on_event(ev),
+                ev = self.upstream.next_event() => {
+                    self.on_event(ev);
+                    // Handle what else is ready in the same pass (bounded).
+                    for _ in 0..EVENT_BURST {
+                        let Some(ev) = self.upstream.try_next_event() else {
+                            break;
+                        };
+                        self.on_event(ev);
+                    }
+                }
                 res = async { match commit.as_mut() { Some((f, _, _)) => f.await, None => std::future::pending().await } } => {
                     self.on_committed(res);
                 }

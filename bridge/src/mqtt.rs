@@ -334,6 +334,62 @@ fn json_envelope(gateway: &str, r: &OutRecord<'_>) -> Vec<u8> {
     .into_bytes()
 }
 
+impl MqttUpstream {
+    /// What a report of the event-loop task means for the forwarder (`None`: nothing yet;
+    /// `raw` is `None` when the task ended).
+    fn on_raw(&mut self, raw: Option<Raw>) -> Option<UpstreamEvent> {
+        let conn = self.conn.as_mut()?;
+        let Some(raw) = raw else {
+            // The task ended without an error event (aborted): treat as lost.
+            self.conn = None;
+            return Some(UpstreamEvent::Failed {
+                reason: "the connection task ended".to_owned(),
+            });
+        };
+        match raw {
+            Raw::ConnAck {
+                session_present,
+                max_packet,
+            } => {
+                conn.connected = true;
+                if let Some(m) = max_packet {
+                    conn.max_packet = conn.max_packet.min(m as usize);
+                }
+                Some(UpstreamEvent::Connected { session_present })
+            }
+            Raw::Outgoing { pkid } => {
+                let (id, q) = conn.queued.pop_front()?;
+                if q == 0 || pkid == 0 {
+                    return Some(UpstreamEvent::Acked {
+                        slot: id.slot,
+                        offsets: id.offset..id.offset + 1,
+                    });
+                }
+                conn.inflight.insert(pkid, id);
+                None
+            }
+            Raw::PubAck { pkid, refused } => {
+                let id = conn.inflight.remove(&pkid)?;
+                Some(match refused {
+                    None => UpstreamEvent::Acked {
+                        slot: id.slot,
+                        offsets: id.offset..id.offset + 1,
+                    },
+                    Some((reason, permanent)) => UpstreamEvent::Rejected {
+                        id,
+                        reason,
+                        permanent,
+                    },
+                })
+            }
+            Raw::Error(reason) => {
+                self.conn = None;
+                Some(UpstreamEvent::Failed { reason })
+            }
+        }
+    }
+}
+
 fn header<'a>(rec: &'a crate::SourceRecord<'a>, name: &str) -> Option<&'a [u8]> {
     rec.headers
         .iter()
@@ -537,56 +593,22 @@ impl Upstream for MqttUpstream {
             let Some(conn) = self.conn.as_mut() else {
                 return std::future::pending().await;
             };
-            let Some(raw) = conn.events.recv().await else {
-                // The task ended without an error event (aborted): treat as lost.
-                self.conn = None;
-                return UpstreamEvent::Failed {
-                    reason: "the connection task ended".to_owned(),
-                };
+            let raw = conn.events.recv().await;
+            if let Some(ev) = self.on_raw(raw) {
+                return ev;
+            }
+        }
+    }
+
+    fn try_next_event(&mut self) -> Option<UpstreamEvent> {
+        loop {
+            let raw = match self.conn.as_mut()?.events.try_recv() {
+                Ok(raw) => Some(raw),
+                Err(mpsc::error::TryRecvError::Empty) => return None,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
             };
-            match raw {
-                Raw::ConnAck {
-                    session_present,
-                    max_packet,
-                } => {
-                    conn.connected = true;
-                    if let Some(m) = max_packet {
-                        conn.max_packet = conn.max_packet.min(m as usize);
-                    }
-                    return UpstreamEvent::Connected { session_present };
-                }
-                Raw::Outgoing { pkid } => {
-                    let Some((id, q)) = conn.queued.pop_front() else {
-                        continue;
-                    };
-                    if q == 0 || pkid == 0 {
-                        return UpstreamEvent::Acked {
-                            slot: id.slot,
-                            offsets: id.offset..id.offset + 1,
-                        };
-                    }
-                    conn.inflight.insert(pkid, id);
-                }
-                Raw::PubAck { pkid, refused } => {
-                    let Some(id) = conn.inflight.remove(&pkid) else {
-                        continue;
-                    };
-                    return match refused {
-                        None => UpstreamEvent::Acked {
-                            slot: id.slot,
-                            offsets: id.offset..id.offset + 1,
-                        },
-                        Some((reason, permanent)) => UpstreamEvent::Rejected {
-                            id,
-                            reason,
-                            permanent,
-                        },
-                    };
-                }
-                Raw::Error(reason) => {
-                    self.conn = None;
-                    return UpstreamEvent::Failed { reason };
-                }
+            if let Some(ev) = self.on_raw(raw) {
+                return Some(ev);
             }
         }
     }

@@ -95,6 +95,12 @@ pub trait Upstream: Send + 'static {
     /// The next event. Cancel-safe. Pending for ever while there is no connection.
     fn next_event(&mut self) -> impl Future<Output = UpstreamEvent> + Send;
 
+    /// The next event if one is ready now (lets the forwarder handle a burst of
+    /// acknowledgements in one pass).
+    fn try_next_event(&mut self) -> Option<UpstreamEvent> {
+        None
+    }
+
     /// Drops the connection, if any.
     fn disconnect(&mut self);
 }
