@@ -18,6 +18,7 @@ mod source;
 mod status;
 pub mod template;
 mod upstream;
+mod window;
 
 pub use forwarder::{start, StartError};
 pub use source::{
