@@ -42,6 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     r.offset, r.timestamp_ms
                 );
                 *next = r.offset + 1;
+                true
             })?;
             if *next > before {
                 client.commit_offset(&group, &topic, p, *next).await?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use outpost_bridge::{CheckpointRow, CheckpointStore, LogSource, SourceBatches, SourceRecord};
 
 use crate::log::tables::StateTable;
-use crate::log::{batch, Log, ReadError, StateError, StateOp, StorageError};
+use crate::log::{batch, reader, Log, ReadError, StateError, StateOp, StorageError};
 
 /// Format byte of a stored checkpoint.
 const CHECKPOINT_FORMAT: u8 = 1;
@@ -65,38 +65,34 @@ impl LogSource for Log {
         f: &mut dyn FnMut(&SourceRecord<'_>) -> bool,
     ) -> Result<u64, ReadError> {
         let corrupt = |e: batch::BatchError| ReadError::Corrupt(e.to_string());
-        let mut next = from;
+        let (mut next, mut bad) = (from, None);
         let mut scratch = Vec::new();
-        for b in batch::Batches::new(batches) {
-            let (header, bytes) = b.map_err(corrupt)?;
-            if header.next_offset() <= from {
-                continue;
+        reader::visit_records(batches, from, &mut scratch, usize::MAX, |rec| {
+            let mut headers = Vec::with_capacity(rec.headers.remaining());
+            for h in rec.headers.clone() {
+                match h {
+                    Ok((k, v)) => headers.push((k, v.unwrap_or_default())),
+                    Err(e) => {
+                        bad = Some(e);
+                        return false;
+                    }
+                }
             }
-            let mut headers: Vec<(&str, &[u8])> = Vec::new();
-            for rec in batch::records(bytes, &mut scratch, usize::MAX).map_err(corrupt)? {
-                let rec = rec.map_err(corrupt)?;
-                if rec.offset < from {
-                    continue;
-                }
-                headers.clear();
-                for h in rec.headers.clone() {
-                    let (k, v) = h.map_err(corrupt)?;
-                    headers.push((k, v.unwrap_or_default()));
-                }
-                let r = SourceRecord {
-                    offset: rec.offset,
-                    timestamp_ms: rec.timestamp_ms,
-                    key: rec.key,
-                    value: rec.value.unwrap_or_default(),
-                    headers: &headers,
-                };
-                if !f(&r) {
-                    return Ok(next);
-                }
-                next = rec.offset + 1;
+            let r = SourceRecord {
+                offset: rec.offset,
+                timestamp_ms: rec.timestamp_ms,
+                key: rec.key,
+                value: rec.value.unwrap_or_default(),
+                headers: &headers,
+            };
+            if !f(&r) {
+                return false;
             }
-        }
-        Ok(next)
+            next = rec.offset + 1;
+            true
+        })
+        .map_err(corrupt)?;
+        bad.map_or(Ok(next), |e| Err(corrupt(e)))
     }
 
     async fn offset_for_time(

@@ -242,6 +242,7 @@ async fn consume(broker: &str, b: ConsumeBench) -> Result<(), CliError> {
             let visited = visit_records(&f.batches, next, &mut scratch, 16 << 20, |r| {
                 records += 1;
                 next = r.offset + 1;
+                true
             });
             if visited.is_err() || f.batches.is_empty() {
                 return Err(CliError::Client(ClientError::Unexpected(

@@ -153,13 +153,14 @@ async fn consume_loop(
                 MAX_DECOMPRESSED,
                 |r| {
                     if args.max.is_some_and(|m| *printed >= m) || error.is_some() {
-                        return;
+                        return false;
                     }
                     if let Err(e) = print_record(&mut out, args, c.partition, r) {
                         error = Some(e);
                     }
                     c.next = r.offset + 1;
                     *printed += 1;
+                    true
                 },
             );
             if let Some(e) = error {

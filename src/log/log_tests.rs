@@ -36,6 +36,7 @@ async fn read_all(log: &Log, topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)>
         reader::visit_records(&r.batches, next, &mut scratch, 1 << 24, |rec| {
             out.push((rec.offset, rec.value.unwrap().to_vec()));
             next = rec.offset + 1;
+            true
         })
         .unwrap();
     }

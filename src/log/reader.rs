@@ -202,14 +202,15 @@ pub fn read_blocking(
     Ok(result)
 }
 
-/// Calls `f` for every record at or after `from` in concatenated `batches`, in offset order.
-/// Compressed batches are decompressed into `scratch` (at most `max_decompressed` bytes).
+/// Calls `f` for every record at or after `from` in concatenated `batches`, in offset order,
+/// until it returns `false`. Compressed batches are decompressed into `scratch` (at most
+/// `max_decompressed` bytes).
 pub fn visit_records(
     batches: &[u8],
     from: u64,
     scratch: &mut Vec<u8>,
     max_decompressed: usize,
-    mut f: impl FnMut(&RecordRef<'_>),
+    mut f: impl FnMut(&RecordRef<'_>) -> bool,
 ) -> Result<(), BatchError> {
     for b in batch::Batches::new(batches) {
         let (header, bytes) = b?;
@@ -218,8 +219,8 @@ pub fn visit_records(
         }
         for rec in batch::records(bytes, scratch, max_decompressed)? {
             let rec = rec?;
-            if rec.offset >= from {
-                f(&rec);
+            if rec.offset >= from && !f(&rec) {
+                return Ok(());
             }
         }
     }

@@ -259,6 +259,7 @@ pub fn records_from(batches: &[u8], from: u64) -> Vec<(u64, Vec<u8>)> {
     let mut scratch = Vec::new();
     outpost::log::reader::visit_records(batches, from, &mut scratch, 1 << 24, |r| {
         out.push((r.offset, r.value.expect("non-null value").to_vec()));
+        true
     })
     .expect("fetched batches decode");
     out
