@@ -119,6 +119,26 @@ fn produce(
     per
 }
 
+/// Stores one record with `value` in partition 0 of `topic` (binary protocol).
+fn produce_one(
+    broker: &Broker,
+    topic: &str,
+    value: &[u8],
+) -> Result<Option<outpost::client::Ack>, outpost::client::ClientError> {
+    runtime().block_on(async {
+        let c = Client::connect(&broker.addr, "bridge-test-device")
+            .await
+            .unwrap();
+        let r = NewRecord {
+            key: None,
+            value: value.to_vec(),
+            timestamp_ms: None,
+            headers: Vec::new(),
+        };
+        c.produce(topic, Some(0), &[r], AckMode::Commit).await
+    })
+}
+
 /// `outpost bridge status --json`, first bridge.
 fn status(broker: &Broker) -> serde_json::Value {
     let out = broker.cli_ok(&["bridge", "status", "--json"]);
@@ -498,20 +518,7 @@ fn overflow_refuse_rejects_publishes_until_the_bridge_catches_up() {
         "the limit is 64 KiB, far above 500 × 64 B ({accepted})"
     );
     // The binary protocol is refused with its own code.
-    let err = runtime().block_on(async {
-        let c = Client::connect(&broker.addr, "refuse-device")
-            .await
-            .unwrap();
-        let r = NewRecord {
-            key: None,
-            value: b"x".to_vec(),
-            timestamp_ms: None,
-            headers: Vec::new(),
-        };
-        c.produce("refuse", Some(0), &[r], AckMode::Commit)
-            .await
-            .unwrap_err()
-    });
+    let err = produce_one(&broker, "refuse", b"x").unwrap_err();
     assert!(err.to_string().contains("QUOTA_EXCEEDED"), "{err}");
     // Nothing was deleted unforwarded.
     std::thread::sleep(Duration::from_millis(500));
@@ -527,18 +534,7 @@ fn overflow_refuse_rejects_publishes_until_the_bridge_catches_up() {
     // The upstream comes back: the bridge drains, and ingest is accepted again.
     up.restart();
     assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
-    let again = runtime().block_on(async {
-        let c = Client::connect(&broker.addr, "refuse-device")
-            .await
-            .unwrap();
-        let r = NewRecord {
-            key: None,
-            value: b"after".to_vec(),
-            timestamp_ms: None,
-            headers: Vec::new(),
-        };
-        c.produce("refuse", Some(0), &[r], AckMode::Commit).await
-    });
+    let again = produce_one(&broker, "refuse", b"after");
     assert!(
         again.is_ok(),
         "accepted after the bridge caught up: {again:?}"

@@ -133,6 +133,24 @@ struct RouteState {
     upstream_topic: String,
 }
 
+impl RouteState {
+    /// Whether the route's rate limits let one more message go now.
+    fn rate_ready(&mut self, now: Instant) -> bool {
+        self.messages.as_mut().is_none_or(|b| b.ready(now))
+            && self.bytes.as_mut().is_none_or(|b| b.ready(now))
+    }
+
+    /// Charges one message of `bytes` to the route's rate limits.
+    fn rate_take(&mut self, bytes: u64, now: Instant) {
+        if let Some(b) = self.messages.as_mut() {
+            b.take(1, now);
+        }
+        if let Some(b) = self.bytes.as_mut() {
+            b.take(bytes, now);
+        }
+    }
+}
+
 enum Conn {
     Down {
         retry_at: Instant,
@@ -468,7 +486,7 @@ where
         // Bounded: each round sends or returns.
         for _ in 0..64 {
             let room = max_inflight.saturating_sub(self.slots[i].next_send - self.slots[i].durable);
-            if room == 0 || !self.rate_ready(r, now) {
+            if room == 0 || !self.routes[r].rate_ready(now) {
                 return;
             }
             let s = &self.slots[i];
@@ -510,12 +528,6 @@ where
         }
     }
 
-    fn rate_ready(&mut self, r: usize, now: Instant) -> bool {
-        let route = &mut self.routes[r];
-        route.messages.as_mut().is_none_or(|b| b.ready(now))
-            && route.bytes.as_mut().is_none_or(|b| b.ready(now))
-    }
-
     /// Sends records from the slot's buffer. Returns whether to keep pumping (the buffer is
     /// used up and the window and rate still have room).
     fn send_from_buf(&mut self, i: usize, mut room: u64, now: Instant) -> bool {
@@ -532,10 +544,7 @@ where
         let visited = self
             .source
             .visit(&buf, slot.next_send, &mut |rec: &SourceRecord<'_>| {
-                if room == 0
-                    || !route.messages.as_mut().is_none_or(|b| b.ready(now))
-                    || !route.bytes.as_mut().is_none_or(|b| b.ready(now))
-                {
+                if room == 0 || !route.rate_ready(now) {
                     stopped = true;
                     return false;
                 }
@@ -552,12 +561,7 @@ where
                 match upstream.send(id, &out) {
                     Ok(bytes) => {
                         slot.ring.push_back(Entry::Pending(rec.timestamp_ms));
-                        if let Some(b) = route.messages.as_mut() {
-                            b.take(1, now);
-                        }
-                        if let Some(b) = route.bytes.as_mut() {
-                            b.take(bytes as u64, now);
-                        }
+                        route.rate_take(bytes as u64, now);
                     }
                     Err(SendError::TooLarge(why)) => {
                         tracing::warn!(
