@@ -16,6 +16,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+/// Opens the TCP connection (bounded by the connect timeout), Nagle off.
+async fn tcp_connect(addr: &str) -> Result<TcpStream, ClientError> {
+    let connect_err = |source| ClientError::Connect {
+        addr: addr.to_owned(),
+        source,
+    };
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(connect_err)?;
+    stream.set_nodelay(true).map_err(connect_err)?;
+    Ok(stream)
+}
+
+/// The host part of `host:port` or `[v6]:port`.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// Largest reply frame accepted.
 pub const MAX_REPLY_FRAME: u32 = 16 << 20;
 /// How long `connect` waits for TCP and the hello.
@@ -67,6 +87,73 @@ pub enum ClientError {
     /// another version?).
     #[error("the broker's bridge status does not parse: {0}")]
     BridgeStatusJson(#[source] serde_json::Error),
+    /// The TLS settings cannot be used (a CA, certificate or key file).
+    #[error("TLS: {0}")]
+    TlsConfig(String),
+    /// The TLS handshake with the broker failed.
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Handshake {
+        /// Address tried.
+        addr: String,
+        /// Why (rustls's alert or certificate error).
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to reach a broker's TLS listener: the CA to verify it with and, for mutual TLS,
+/// this client's certificate.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM file of the CA certificates the broker's certificate must chain to.
+    pub ca_file: std::path::PathBuf,
+    /// PEM certificate chain of this client (mutual TLS).
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<std::path::PathBuf>,
+    /// The name the broker's certificate must carry; default: the host part of the address.
+    pub server_name: Option<String>,
+}
+
+impl ClientTls {
+    /// Builds the rustls configuration (the `ring` provider).
+    fn config(&self) -> Result<rustls::ClientConfig, ClientError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+            ClientError::TlsConfig(format!("{what} {}: {e}", path.display()))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&self.ca_file)
+            .map_err(|e| bad("CA file", &self.ca_file, &e))?
+        {
+            let cert = cert.map_err(|e| bad("CA file", &self.ca_file, &e))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad("CA file", &self.ca_file, &e))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::TlsConfig(e.to_string()))?
+            .with_root_certificates(roots);
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => Ok(builder.with_no_client_auth()),
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| bad("certificate file", cert, &e))?;
+                let key_der =
+                    PrivateKeyDer::from_pem_file(key).map_err(|e| bad("key file", key, &e))?;
+                builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| ClientError::TlsConfig(e.to_string()))
+            }
+            _ => Err(ClientError::TlsConfig(
+                "a client certificate needs both its certificate and its key file".to_owned(),
+            )),
+        }
+    }
 }
 
 /// A reply frame, owned.
@@ -165,16 +252,38 @@ pub struct NewRecord {
 impl Client {
     /// Connects and says hello.
     pub async fn connect(addr: &str, client_id: &str) -> Result<Self, ClientError> {
-        let connect_err = |source| ClientError::Connect {
-            addr: addr.to_owned(),
-            source,
+        let stream = tcp_connect(addr).await?;
+        Self::hello(Self::start(stream), client_id).await
+    }
+
+    /// Connects to a TLS listener (`[wire.tls]`), verifies the broker's certificate, and
+    /// says hello.
+    pub async fn connect_tls(
+        addr: &str,
+        client_id: &str,
+        tls: &ClientTls,
+    ) -> Result<Self, ClientError> {
+        let config = std::sync::Arc::new(tls.config()?);
+        let host = match &tls.server_name {
+            Some(name) => name.clone(),
+            None => host_of(addr).to_owned(),
         };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| ClientError::TlsConfig(format!("{host:?} is not a valid server name")))?;
+        let tcp = tcp_connect(addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
             .await
-            .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
-            .map_err(connect_err)?;
-        stream.set_nodelay(true).map_err(connect_err)?;
-        let mut client = Self::start(stream);
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(|source| ClientError::Handshake {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        Self::hello(Self::start(stream), client_id).await
+    }
+
+    /// Sends `Hello` and reads the broker's answer.
+    async fn hello(mut client: Self, client_id: &str) -> Result<Self, ClientError> {
         let hello = Frame::Hello {
             version: outpost_firmware::PROTOCOL_VERSION,
             client_id,
@@ -196,8 +305,11 @@ impl Client {
         }
     }
 
-    fn start(stream: TcpStream) -> Self {
-        let (rd, mut wr) = stream.into_split();
+    fn start<S>(stream: S) -> Self
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let (rd, mut wr) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(SEND_QUEUE);
         let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
         let on_write_error = waiters.clone();
@@ -213,7 +325,8 @@ impl Client {
                         Err(_) => break,
                     }
                 }
-                if wr.write_all(&out).await.is_err() {
+                // Flush: a TLS stream holds records until flushed (a no-op on TCP).
+                if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
                     close(&on_write_error);
                     return;
                 }
@@ -578,7 +691,8 @@ fn encode_records<'b>(
     w.finish().map_err(ClientError::Protocol)
 }
 
-async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, waiters: Waiters) {
+async fn read_loop<R: tokio::io::AsyncRead>(rd: tokio::io::ReadHalf<R>, waiters: Waiters) {
+    let mut rd = rd;
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
     let mut chunk = vec![0u8; 64 << 10];
     loop {

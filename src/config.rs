@@ -49,6 +49,8 @@ pub const DEFAULT_PARTITIONS: u32 = 1;
 /// Default `retention.ms`: seven days.
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// Default time a TLS handshake may take.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Default MQTT listener (loopback only until authentication exists, as Mosquitto 2 does).
 pub const DEFAULT_MQTT_LISTEN: &str = "127.0.0.1:1883";
 /// Default bound on concurrent MQTT connections.
@@ -102,8 +104,12 @@ pub struct Config {
 pub struct MqttConfig {
     /// Serve MQTT at all.
     pub enabled: bool,
-    /// Address to listen on.
+    /// Address of the plain-TCP listener.
     pub listen: SocketAddr,
+    /// Serve the plain-TCP listener (`false` with `[mqtt.tls]` serves TLS only).
+    pub plain: bool,
+    /// `[mqtt.tls]`: a TLS listener (MQTT over TLS, default port 8883).
+    pub tls: Option<TlsListenerConfig>,
     /// Connections beyond this get CONNACK "server busy" and are closed.
     pub max_connections: u32,
     /// Largest packet accepted (announced to v5 clients as Maximum Packet Size).
@@ -171,8 +177,12 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WireConfig {
-    /// Address to listen on.
+    /// Address of the plain-TCP listener.
     pub listen: SocketAddr,
+    /// Serve the plain-TCP listener (`false` with `[wire.tls]` serves TLS only).
+    pub plain: bool,
+    /// `[wire.tls]`: a TLS listener for the binary protocol.
+    pub tls: Option<TlsListenerConfig>,
     /// Connections beyond this are refused with an error frame.
     pub max_connections: u32,
     /// Largest frame body accepted; bigger frames close the connection with an error frame.
@@ -182,6 +192,50 @@ pub struct WireConfig {
     /// A connection that sends nothing for this long, with no request in flight, is closed
     /// (this also ends connections stalled inside a partial frame).
     pub idle_timeout_ms: u64,
+}
+
+/// `[mqtt.tls]` / `[wire.tls]`: a TLS listener (rustls with `ring`). The certificate, key
+/// and client CA files are read at start and again on SIGHUP; live connections keep the
+/// session they have.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// PEM file with the server certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM file with the CA certificates client certificates are verified against; unset:
+    /// clients are not asked for a certificate.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: refuse clients without a valid certificate (mutual TLS). When
+    /// `false`, a certificate is asked for but optional (and verified when presented).
+    #[serde(default = "default_true")]
+    pub require_client_cert: bool,
+    /// Use a part of a verified client certificate as the client's user name (then it
+    /// needs no password): `"cn"` (subject common name) or `"san"` (first DNS, e-mail or
+    /// URI subject alternative name). Unset: certificates only gate the connection.
+    #[serde(default)]
+    pub identity_as_username: Option<IdentitySource>,
+    /// A TLS handshake not finished within this is abandoned.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+/// Which part of a client certificate names the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentitySource {
+    /// The subject's common name.
+    Cn,
+    /// The first DNS name, e-mail address or URI among the subject alternative names.
+    San,
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS
 }
 
 /// How commits reach the disk.
@@ -268,6 +322,8 @@ impl Default for MqttConfig {
             enabled: true,
             // The constant is a valid literal address; checked by a test.
             listen: DEFAULT_MQTT_LISTEN.parse().expect("valid default address"),
+            plain: true,
+            tls: None,
             max_connections: DEFAULT_MQTT_MAX_CONNECTIONS,
             max_packet_bytes: DEFAULT_MQTT_MAX_PACKET_BYTES,
             receive_maximum: DEFAULT_MQTT_RECEIVE_MAXIMUM,
@@ -290,6 +346,8 @@ impl Default for WireConfig {
         Self {
             // The constant is a valid literal address; checked by a test.
             listen: DEFAULT_WIRE_LISTEN.parse().expect("valid default address"),
+            plain: true,
+            tls: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_inflight: DEFAULT_MAX_INFLIGHT,
@@ -348,6 +406,8 @@ gateway_id = ""
 # Binary-protocol listener (devices, the CLI, applications). Loopback only by default:
 # set "0.0.0.0:7883" to accept sensors from the network.
 listen = "127.0.0.1:7883"
+# false: no plain-TCP listener (with [wire.tls], TLS only).
+plain = true
 # Connections beyond this are refused with an error frame.
 max_connections = 1024
 # Largest frame body accepted (bytes). A bigger frame gets an error frame and the
@@ -411,6 +471,8 @@ enabled = true
 # Loopback only by default (as Mosquitto 2): set "0.0.0.0:1883" to accept sensors from the
 # network.
 listen = "127.0.0.1:1883"
+# false: no plain-TCP listener (with [mqtt.tls] below, TLS only).
+plain = true
 # Connections beyond this get CONNACK "server busy" (v3: "server unavailable").
 max_connections = 16384
 # Largest packet accepted, announced to v5 clients as Maximum Packet Size. A bigger packet
@@ -443,6 +505,20 @@ max_keep_alive_secs = 0
 max_retained_messages = 10000
 # Interval of $SYS/ updates in seconds; 0 disables them.
 sys_interval_secs = 10
+
+# MQTT over TLS (rustls): none by default. The files are read at start and on SIGHUP
+# (`systemctl reload outpost`): renewed certificates apply to new connections, live ones
+# stay up. The same keys exist as [wire.tls] for the binary protocol.
+#
+# [mqtt.tls]
+# listen = "0.0.0.0:8883"
+# cert_file = "/etc/outpost/server.crt"    # PEM chain, leaf first
+# key_file = "/etc/outpost/server.key"     # PEM private key
+# client_ca_file = "/etc/outpost/ca.crt"   # ask clients for a certificate signed by this CA
+# require_client_cert = true               # false: a certificate is optional
+# identity_as_username = "cn"              # or "san": the verified certificate names the
+#                                          # client (its user name for ACLs, no password)
+# handshake_timeout_ms = 10000
 
 # Ingest rules: which MQTT topics go to which log topic, first match wins. A message no rule
 # matches goes to the log topic named by its first MQTT topic level ("{1}", characters a log
@@ -654,8 +730,50 @@ impl Config {
         if let Some((_, key, problem, fix)) = checks.into_iter().find(|c| c.0) {
             return Err(ConfigError::Invalid { key, problem, fix });
         }
+        self.validate_tls()?;
         crate::ingest::Ingest::from_config(&self.mqtt)?;
         outpost_bridge::config::validate_all(&self.bridges)?;
+        Ok(())
+    }
+
+    /// Checks the listeners' TLS settings (the files themselves are read at start).
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem, fix| Err(ConfigError::Invalid { key, problem, fix });
+        if self.mqtt.enabled && !self.mqtt.plain && self.mqtt.tls.is_none() {
+            return invalid(
+                "mqtt.plain",
+                "is false and [mqtt.tls] is not set, so MQTT has no listener",
+                "add a [mqtt.tls] section, set plain = true, or set mqtt.enabled = false",
+            );
+        }
+        if !self.wire.plain && self.wire.tls.is_none() {
+            return invalid(
+                "wire.plain",
+                "is false and [wire.tls] is not set, so the binary protocol has no listener",
+                "add a [wire.tls] section or set plain = true",
+            );
+        }
+        for (tls, key) in [
+            (&self.mqtt.tls, "mqtt.tls.identity_as_username"),
+            (&self.wire.tls, "wire.tls.identity_as_username"),
+        ] {
+            if let Some(t) = tls {
+                if t.identity_as_username.is_some() && t.client_ca_file.is_none() {
+                    return invalid(
+                        key,
+                        "needs client certificates, but client_ca_file is not set",
+                        "set client_ca_file to the CA that signs client certificates",
+                    );
+                }
+                if t.handshake_timeout_ms == 0 {
+                    return invalid(
+                        "tls.handshake_timeout_ms",
+                        "is 0",
+                        "use a positive timeout, e.g. 10000",
+                    );
+                }
+            }
+        }
         Ok(())
     }
 

@@ -8,7 +8,9 @@
 //!   (Kafka RecordBatch v2); [`log::tables`] the redb layout; one writer thread does group
 //!   commit; [`log::retention`] deletes old batches.
 //! - [`wire`]: the binary protocol on the broker side (frames from `outpost-firmware`).
-//! - [`server`]: listener, connection limit, graceful shutdown.
+//! - [`server`]: listeners, connection limits, graceful shutdown, SIGHUP reload.
+//! - [`tls`]: rustls server configuration per TLS listener, reloadable; client certificate
+//!   identities. [`transport`]: a connection's stream, plain TCP or TLS.
 //! - [`client`]: an async client of the binary protocol, used by the CLI and tests.
 //! - [`cli`]: the `outpost` command's subcommands.
 //!
@@ -27,4 +29,6 @@ pub mod log;
 pub mod mqtt;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
+pub mod transport;
 pub mod wire;

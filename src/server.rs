@@ -14,12 +14,14 @@ use tokio::task::JoinSet;
 
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, TlsListenerConfig};
 use crate::log::{Log, OpenError};
 use crate::mqtt::broker::Broker;
 use crate::mqtt::connection::{self as mqtt_connection, ConnConfig as MqttConnConfig};
 use crate::mqtt::session::SessionConfig;
 use crate::shutdown::Shutdown;
+use crate::tls::ServerTls;
+use crate::transport::{Peer, Transport};
 use crate::wire::connection::{self, ConnConfig};
 
 /// How long shutdown waits for connections to finish.
@@ -37,6 +39,9 @@ pub enum ServeError {
     /// A bridge could not start (TLS files, stored checkpoints).
     #[error("{0}")]
     Bridge(String),
+    /// A TLS listener's certificate, key or CA file could not be used.
+    #[error(transparent)]
+    Tls(crate::tls::TlsError),
     /// The listener could not be bound.
     #[error(
         "cannot listen on {addr}: {source} (is another broker using the port? set {key} in the config)"
@@ -52,38 +57,129 @@ pub enum ServeError {
     },
 }
 
-/// A running server: its bound address and the handle to stop it.
+/// A running server: its bound addresses and the handle to stop it.
 pub struct Server {
-    /// The address the binary-protocol listener is bound to.
-    pub wire_addr: SocketAddr,
-    /// The address the MQTT listener is bound to (`None` when MQTT is disabled).
+    /// The address the binary-protocol plain-TCP listener is bound to (`None` when
+    /// `[wire] plain = false`).
+    pub wire_addr: Option<SocketAddr>,
+    /// The address the binary-protocol TLS listener is bound to (`[wire.tls]`).
+    pub wire_tls_addr: Option<SocketAddr>,
+    /// The address the MQTT plain-TCP listener is bound to (`None` when MQTT or its plain
+    /// listener is disabled).
     pub mqtt_addr: Option<SocketAddr>,
+    /// The address the MQTT TLS listener is bound to (`[mqtt.tls]`).
+    pub mqtt_tls_addr: Option<SocketAddr>,
     /// The log it serves.
     pub log: Log,
     /// Every bridge's status, as `BridgeStatus` requests report it. Bridges started for this
     /// server must register on this same board.
     pub bridges: outpost_bridge::StatusBoard,
+    /// The TLS listeners' configurations, reloaded by [`Server::reload`].
+    tls: Vec<Arc<ServerTls>>,
     bridge_tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Shutdown,
-    task: tokio::task::JoinHandle<()>,
-    mqtt_task: Option<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// A bound listener and, for a TLS one, its configuration.
+struct Bound {
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    addr: SocketAddr,
+}
+
+impl Bound {
+    /// Binds `addr`; `key` names the config key in the error.
+    async fn bind(
+        addr: SocketAddr,
+        key: &'static str,
+        tls: Option<Arc<ServerTls>>,
+    ) -> Result<Self, ServeError> {
+        let bind = |source| ServeError::Bind { key, addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
+        Ok(Self {
+            listener,
+            tls,
+            addr,
+        })
+    }
+
+    /// Binds the plain listener (when `plain`) and the TLS listener (when configured) of a
+    /// protocol.
+    async fn both(
+        plain: Option<(SocketAddr, &'static str)>,
+        tls: Option<(&TlsListenerConfig, &'static str)>,
+    ) -> Result<(Option<Self>, Option<Self>), ServeError> {
+        let plain = match plain {
+            Some((addr, key)) => Some(Self::bind(addr, key, None).await?),
+            None => None,
+        };
+        let tls = match tls {
+            Some((settings, section)) => {
+                let config = ServerTls::load(settings, section).map_err(ServeError::Tls)?;
+                Some(Self::bind(settings.listen, section, Some(Arc::new(config))).await?)
+            }
+            None => None,
+        };
+        Ok((plain, tls))
+    }
+}
+
+/// An accepted socket, before its TLS handshake (if any).
+struct Incoming {
+    tcp: TcpStream,
+    addr: SocketAddr,
+    tls: Option<Arc<ServerTls>>,
+}
+
+impl Incoming {
+    /// Runs the TLS handshake of a TLS listener's connection. `None` when it fails: the
+    /// failure is logged (debug: a port scan or a plain client must not flood the log) and
+    /// counted, and the socket is closed.
+    async fn establish(self) -> Option<(Transport, Peer)> {
+        let Some(tls) = self.tls else {
+            let peer = Peer {
+                addr: Some(self.addr),
+                cert_identity: None,
+            };
+            return Some((Transport::Tcp(self.tcp), peer));
+        };
+        match tls.accept(self.tcp).await {
+            Ok((stream, cert_identity)) => Some((
+                Transport::Tls(Box::new(stream)),
+                Peer {
+                    addr: Some(self.addr),
+                    cert_identity,
+                },
+            )),
+            Err(e) => {
+                TLS_HANDSHAKE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(peer = %self.addr, listener = tls.listener(), error = %e, "TLS handshake failed");
+                None
+            }
+        }
+    }
+}
+
+/// TLS handshakes that failed (timeouts, plain clients on a TLS port, refused
+/// certificates), since start.
+pub static TLS_HANDSHAKE_FAILURES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 impl Server {
-    /// Opens the log and binds the listener; serving starts at once in the background.
+    /// Opens the log and binds the listeners; serving starts at once in the background.
     pub async fn start(config: Config) -> Result<Self, ServeError> {
         let log = Log::open(&config)?;
         // One board for the whole server: the wire connections read it, the bridges'
         // forwarders write it.
         let bridges = outpost_bridge::StatusBoard::new();
-        let addr = config.wire.listen;
-        let bind = |source| ServeError::Bind {
-            key: "[wire] listen",
-            addr,
-            source,
-        };
-        let listener = TcpListener::bind(addr).await.map_err(bind)?;
-        let wire_addr = listener.local_addr().map_err(bind)?;
+        let w = &config.wire;
+        let (wire_plain, wire_tls) = Bound::both(
+            w.plain.then_some((w.listen, "[wire] listen")),
+            w.tls.as_ref().map(|t| (t, "[wire.tls]")),
+        )
+        .await?;
         let shutdown = Shutdown::new();
         // Bridges first: they place their retention holds before retention's first pass.
         let mut bridge_tasks = Vec::new();
@@ -104,6 +200,42 @@ impl Server {
             config.data_dir.clone(),
             shutdown.subscribe(),
         ));
+        let (mqtt_plain, mqtt_tls) = if config.mqtt.enabled {
+            let m = &config.mqtt;
+            Bound::both(
+                m.plain.then_some((m.listen, "[mqtt] listen")),
+                m.tls.as_ref().map(|t| (t, "[mqtt.tls]")),
+            )
+            .await?
+        } else {
+            (None, None)
+        };
+        let addr = |b: &Option<Bound>| b.as_ref().map(|b| b.addr);
+        let mut server = Self {
+            wire_addr: addr(&wire_plain),
+            wire_tls_addr: addr(&wire_tls),
+            mqtt_addr: addr(&mqtt_plain),
+            mqtt_tls_addr: addr(&mqtt_tls),
+            tls: [&wire_tls, &mqtt_tls]
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b.tls.clone())
+                .collect(),
+            log,
+            bridges,
+            bridge_tasks,
+            shutdown,
+            tasks: Vec::new(),
+        };
+        server.serve_wire(&config, [wire_plain, wire_tls]);
+        if config.mqtt.enabled {
+            server.serve_mqtt(&config, [mqtt_plain, mqtt_tls])?;
+        }
+        Ok(server)
+    }
+
+    /// Starts the binary protocol's accept loops. Both listeners share one connection limit.
+    fn serve_wire(&mut self, config: &Config, listeners: [Option<Bound>; 2]) {
         let conn = ConnConfig {
             max_frame_bytes: config.wire.max_frame_bytes,
             max_inflight: config.wire.max_inflight,
@@ -111,53 +243,118 @@ impl Server {
             idle_timeout: Duration::from_millis(config.wire.idle_timeout_ms),
         };
         let limit = Arc::new(Semaphore::new(config.wire.max_connections as usize));
-        let (mqtt_addr, mqtt_task) = if config.mqtt.enabled {
-            let (addr, task) = start_mqtt(&config, &log, &shutdown).await?;
-            (Some(addr), Some(task))
-        } else {
-            (None, None)
-        };
-        let (wire_log, wire_bridges, wire_stop) = (log.clone(), bridges.clone(), shutdown.clone());
-        let task = tokio::spawn(accept_loop(
-            listener,
-            shutdown.clone(),
-            "binary protocol",
-            move |stream, peer, _| {
-                let permit = limit.clone().try_acquire_owned().ok();
-                let (log, bridges) = (wire_log.clone(), wire_bridges.clone());
-                let shutdown = wire_stop.clone();
-                Some(async move {
-                    match permit {
-                        Some(permit) => {
-                            connection::serve(stream, log, bridges, conn, shutdown).await;
-                            drop(permit);
+        for bound in listeners.into_iter().flatten() {
+            let (log, bridges, stop) = (
+                self.log.clone(),
+                self.bridges.clone(),
+                self.shutdown.clone(),
+            );
+            let limit = limit.clone();
+            self.tasks.push(tokio::spawn(accept_loop(
+                bound,
+                self.shutdown.clone(),
+                "binary protocol",
+                move |incoming| {
+                    let permit = limit.clone().try_acquire_owned().ok();
+                    let (log, bridges, shutdown) = (log.clone(), bridges.clone(), stop.clone());
+                    Some(async move {
+                        let addr = incoming.addr;
+                        let Some((stream, peer)) = incoming.establish().await else {
+                            return;
+                        };
+                        match permit {
+                            Some(permit) => {
+                                connection::serve(stream, peer, log, bridges, conn, shutdown).await;
+                                drop(permit);
+                            }
+                            None => {
+                                tracing::warn!(peer = %addr, "connection limit reached; refusing");
+                                refuse_busy(stream).await;
+                            }
                         }
-                        None => {
-                            tracing::warn!(%peer, "connection limit reached; refusing");
-                            refuse_busy(stream).await;
-                        }
-                    }
-                })
+                    })
+                },
+            )));
+        }
+    }
+
+    /// Restores the MQTT state and starts the MQTT accept loops (both listeners share one
+    /// connection limit) and the housekeeping task (session expiry, delayed wills, `$SYS/`).
+    fn serve_mqtt(
+        &mut self,
+        config: &Config,
+        listeners: [Option<Bound>; 2],
+    ) -> Result<(), ServeError> {
+        let m = &config.mqtt;
+        let broker = Broker::open(self.log.clone(), m, config.log.batch_max_bytes as usize)
+            .map_err(ServeError::Mqtt)?;
+        let conn = MqttConnConfig {
+            session: SessionConfig {
+                max_packet_bytes: m.max_packet_bytes,
+                receive_maximum: m.receive_maximum,
+                max_inflight: m.max_inflight,
+                topic_alias_maximum: m.topic_alias_maximum,
+                max_topic_levels: m.max_topic_levels as usize,
+                max_keep_alive_secs: m.max_keep_alive_secs,
+                max_session_expiry_secs: m.max_session_expiry_secs,
             },
+            batch_max_bytes: config.log.batch_max_bytes as usize,
+        };
+        tokio::spawn(housekeeping(
+            broker.clone(),
+            Duration::from_secs(u64::from(m.sys_interval_secs)),
+            self.shutdown.subscribe(),
         ));
-        Ok(Self {
-            wire_addr,
-            mqtt_addr,
-            log,
-            bridges,
-            bridge_tasks,
-            shutdown,
-            task,
-            mqtt_task,
-        })
+        let max = m.max_connections as usize;
+        // Every connection task holds a clone: the count of clones is the live connections
+        // of both listeners.
+        let live = Arc::new(());
+        for bound in listeners.into_iter().flatten() {
+            let (broker, stop, live) = (broker.clone(), self.shutdown.clone(), live.clone());
+            self.tasks.push(tokio::spawn(accept_loop(
+                bound,
+                self.shutdown.clone(),
+                "MQTT",
+                move |incoming| {
+                    let now = Arc::strong_count(&live) - 1;
+                    // Over the limit, CONNECT is answered "server busy"; far over it, the
+                    // socket is closed at once so refusals cannot pile up.
+                    if now >= max.saturating_mul(2) {
+                        tracing::warn!(peer = %incoming.addr, "MQTT connection limit far exceeded; closing");
+                        return None;
+                    }
+                    let (broker, stop, token) = (broker.clone(), stop.clone(), live.clone());
+                    Some(async move {
+                        let Some((stream, peer)) = incoming.establish().await else {
+                            return;
+                        };
+                        mqtt_connection::serve(stream, peer, broker, conn, stop, now >= max).await;
+                        drop(token);
+                    })
+                },
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads the TLS listeners' certificate, key and CA files again (SIGHUP). A listener
+    /// whose files do not load keeps its previous configuration; the error is logged.
+    pub fn reload(&self) {
+        for tls in &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!(listener = tls.listener(), "TLS certificates reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
+                }
+            }
+        }
     }
 
     /// Stops accepting, lets connections finish, drains the writer. Nothing acknowledged is
     /// lost; requests still queued get `SHUTTING_DOWN`.
     pub async fn stop(self) {
         self.shutdown.trigger();
-        let _ = self.task.await;
-        if let Some(t) = self.mqtt_task {
+        for t in self.tasks {
             let _ = t.await;
         }
         // Bridges commit their last checkpoints through the writer: before it drains.
@@ -166,66 +363,6 @@ impl Server {
         }
         self.log.shutdown().await;
     }
-}
-
-/// Restores the MQTT state, binds the MQTT listener and starts its accept loop and the
-/// housekeeping task (session expiry, delayed wills, `$SYS/`).
-async fn start_mqtt(
-    config: &Config,
-    log: &Log,
-    shutdown: &Shutdown,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
-    let m = &config.mqtt;
-    let broker = Broker::open(log.clone(), m, config.log.batch_max_bytes as usize)
-        .map_err(ServeError::Mqtt)?;
-    let addr = m.listen;
-    let bind = |source| ServeError::Bind {
-        key: "[mqtt] listen",
-        addr,
-        source,
-    };
-    let listener = TcpListener::bind(addr).await.map_err(bind)?;
-    let bound = listener.local_addr().map_err(bind)?;
-    let conn = MqttConnConfig {
-        session: SessionConfig {
-            max_packet_bytes: m.max_packet_bytes,
-            receive_maximum: m.receive_maximum,
-            max_inflight: m.max_inflight,
-            topic_alias_maximum: m.topic_alias_maximum,
-            max_topic_levels: m.max_topic_levels as usize,
-            max_keep_alive_secs: m.max_keep_alive_secs,
-            max_session_expiry_secs: m.max_session_expiry_secs,
-        },
-        batch_max_bytes: config.log.batch_max_bytes as usize,
-    };
-    tokio::spawn(housekeeping(
-        broker.clone(),
-        Duration::from_secs(u64::from(m.sys_interval_secs)),
-        shutdown.subscribe(),
-    ));
-    let max = m.max_connections as usize;
-    let stop = shutdown.clone();
-    let task = tokio::spawn(accept_loop(
-        listener,
-        shutdown.clone(),
-        "MQTT",
-        move |stream, peer, live| {
-            // Over the limit, CONNECT is answered "server busy"; far over it, the socket is
-            // closed at once so refusals cannot pile up.
-            if live >= max.saturating_mul(2) {
-                tracing::warn!(%peer, "MQTT connection limit far exceeded; closing");
-                return None;
-            }
-            Some(mqtt_connection::serve(
-                stream,
-                broker.clone(),
-                conn,
-                stop.clone(),
-                live >= max,
-            ))
-        },
-    ));
-    Ok((bound, task))
 }
 
 async fn housekeeping(broker: Broker, sys_every: Duration, mut stop: watch::Receiver<bool>) {
@@ -245,16 +382,18 @@ async fn housekeeping(broker: Broker, sys_every: Duration, mut stop: watch::Rece
     }
 }
 
-/// Accepts connections until shutdown. `serve(stream, peer, live)` makes the task of one
-/// connection (`live`: connections open now), or `None` to close the socket at once. At
-/// shutdown, waits (bounded) for the connections to finish.
-async fn accept_loop<F, Fut>(listener: TcpListener, shutdown: Shutdown, what: &str, mut serve: F)
+/// Accepts connections until shutdown. `serve(incoming)` makes the task of one connection
+/// (which runs the TLS handshake, if any, itself: a slow handshake never holds up
+/// accepting), or `None` to close the socket at once. At shutdown, waits (bounded) for the
+/// connections to finish.
+async fn accept_loop<F, Fut>(bound: Bound, shutdown: Shutdown, what: &str, mut serve: F)
 where
-    F: FnMut(TcpStream, SocketAddr, usize) -> Option<Fut>,
+    F: FnMut(Incoming) -> Option<Fut>,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut conns = JoinSet::new();
     let mut stop = shutdown.subscribe();
+    let Bound { listener, tls, .. } = bound;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -262,7 +401,7 @@ where
         };
         // Reap finished connections so the set stays bounded by live ones.
         while conns.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
+        let (tcp, addr) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -271,7 +410,8 @@ where
                 continue;
             }
         };
-        if let Some(task) = serve(stream, peer, conns.len()) {
+        let tls = tls.clone();
+        if let Some(task) = serve(Incoming { tcp, addr, tls }) {
             conns.spawn(task);
         }
     }
@@ -286,7 +426,7 @@ where
     }
 }
 
-async fn refuse_busy(mut stream: TcpStream) {
+async fn refuse_busy(mut stream: Transport) {
     use tokio::io::AsyncWriteExt;
     let frame = outpost_firmware::Frame::Error {
         request_id: 0,
@@ -296,21 +436,39 @@ async fn refuse_busy(mut stream: TcpStream) {
     let mut bytes = Vec::new();
     if outpost_firmware::codec::encode_frame_vec(&frame, &mut bytes).is_ok() {
         let _ = stream.write_all(&bytes).await;
+        let _ = stream.flush().await;
     }
     let _ = stream.shutdown().await;
 }
 
-/// Runs the broker until SIGINT/SIGTERM. Prints the bound address on stdout (tests and
-/// scripts read it when the configured port is 0).
+/// Runs the broker until SIGINT/SIGTERM; SIGHUP reloads the TLS certificates. Prints the
+/// bound addresses on stdout (tests and scripts read them when the configured port is 0).
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;
-    println!("outpost: wire listening on {}", server.wire_addr);
-    if let Some(addr) = server.mqtt_addr {
-        println!("outpost: mqtt listening on {addr}");
+    // Before the addresses are printed: whoever reads them may send SIGHUP at once.
+    let mut reload = crate::shutdown::ReloadSignal::new();
+    for (what, addr) in [
+        ("wire", server.wire_addr),
+        ("wire-tls", server.wire_tls_addr),
+        ("mqtt", server.mqtt_addr),
+        ("mqtt-tls", server.mqtt_tls_addr),
+    ] {
+        if let Some(addr) = addr {
+            println!("outpost: {what} listening on {addr}");
+        }
     }
-    tracing::info!(addr = %server.wire_addr, data_dir = %data_dir.display(), gateway_id = server.log.gateway_id(), "serving");
-    crate::shutdown::os_signal().await;
+    // Scripts and tests wait for this line: every listener above is bound and serving.
+    println!("outpost: ready");
+    tracing::info!(data_dir = %data_dir.display(), gateway_id = server.log.gateway_id(), "serving");
+    let stop = crate::shutdown::os_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = reload.recv() => server.reload(),
+        }
+    }
     tracing::info!("shutting down: draining connections and the log writer");
     let log = server.log.clone();
     server.stop().await;

@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
-use tokio::net::TcpStream;
-
 use super::broker::{Attached, Broker, Published};
 use super::codec;
 use super::packet::{reason, Protocol, QoS};
 use super::session::{Action, Close, Session, SessionConfig};
 use crate::log::batch::{BatchBuilder, Compression};
 use crate::shutdown::Shutdown;
+use crate::transport::{Peer, Transport};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 << 10;
@@ -73,15 +72,15 @@ struct Conn {
 
 /// Serves one connection until it closes. `over_limit` connections are refused at CONNECT.
 pub async fn serve(
-    stream: TcpStream,
+    stream: Transport,
+    peer: Peer,
     broker: Broker,
     config: ConnConfig,
     shutdown: Shutdown,
     over_limit: bool,
 ) {
     // Small packets must not wait for Nagle (FIELD-NOTES.md).
-    let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
+    let _ = stream.tcp().set_nodelay(true);
     let mut conn = Conn {
         broker,
         batch: Vec::new(),
@@ -98,20 +97,20 @@ pub async fn serve(
     // Flush what the session said last (CONNACK refusal, DISCONNECT), bounded.
     let out = std::mem::take(conn.session.transmit());
     if !out.is_empty() {
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await;
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, write_out(&mut stream, &out)).await;
     }
     let _ = stream.shutdown().await;
-    tracing::debug!(?peer, reason = close.reason, "MQTT connection closed");
+    tracing::debug!(peer = ?peer.addr, reason = close.reason, "MQTT connection closed");
     Box::pin(conn.finish(close)).await;
 }
 
 impl Conn {
     async fn run(
         &mut self,
-        mut stream: TcpStream,
+        mut stream: Transport,
         config: ConnConfig,
         shutdown: Shutdown,
-    ) -> (Close, TcpStream) {
+    ) -> (Close, Transport) {
         let max_packet = config.session.max_packet_bytes;
         let mut buf: Vec<u8> = Vec::new();
         let mut stop = shutdown.subscribe();
@@ -122,7 +121,7 @@ impl Conn {
             }
             let out = std::mem::take(self.session.transmit());
             if !out.is_empty() {
-                match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await {
+                match tokio::time::timeout(WRITE_TIMEOUT, write_out(&mut stream, &out)).await {
                     Ok(Ok(())) => {}
                     _ => {
                         break Close {
@@ -413,14 +412,13 @@ impl Conn {
 }
 
 /// Reads more bytes into `buf`, which never holds more than one maximal packet plus a chunk.
-/// Waits for readability first and only then grows the buffer, so an idle connection holds
-/// no read buffer at all (the caller frees an emptied one). Cancel-safe.
+/// A plain socket waits for readability first and only then grows the buffer, so an idle
+/// connection holds no read buffer at all (the caller frees an emptied one). Cancel-safe.
 async fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     buf: &mut Vec<u8>,
     max_packet: u32,
 ) -> std::io::Result<usize> {
-    use bytes::BufMut;
     let limit = max_packet as usize + READ_CHUNK;
     let room = limit.saturating_sub(buf.len()).min(READ_CHUNK);
     if room == 0 {
@@ -428,19 +426,14 @@ async fn read_some(
         // handled right after a read: a full buffer cannot happen.
         std::future::pending::<()>().await;
     }
-    loop {
-        stream.readable().await?;
-        // A quiet connection reads into a small buffer first; a busy one grows it.
-        buf.reserve(if buf.capacity() == 0 {
-            room.min(IDLE_BUFFER)
-        } else {
-            room
-        });
-        match stream.try_read_buf(&mut buf.limit(room)) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            other => return other,
-        }
-    }
+    // A quiet connection reads into a small buffer first; a busy one grows it.
+    stream.read_some(buf, room, IDLE_BUFFER).await
+}
+
+/// Writes `out` and flushes it (TLS keeps encrypted records until flushed).
+async fn write_out(stream: &mut Transport, out: &[u8]) -> std::io::Result<()> {
+    stream.write_all(out).await?;
+    stream.flush().await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -480,7 +473,14 @@ mod tests {
             session,
             batch_max_bytes: 16364,
         };
-        let task = super::serve(s, broker, cfg, crate::shutdown::Shutdown::new(), false);
+        let task = super::serve(
+            crate::transport::Transport::Tcp(s),
+            crate::transport::Peer::default(),
+            broker,
+            cfg,
+            crate::shutdown::Shutdown::new(),
+            false,
+        );
         let size = std::mem::size_of_val(&task);
         drop(task);
         log.shutdown().await;

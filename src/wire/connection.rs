@@ -12,11 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::transport::{Peer, ReadHalf, Transport, WriteHalf};
 use outpost_bridge::StatusBoard;
 use outpost_firmware::{codec, AckMode, ErrorCode, Frame, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::handlers;
@@ -71,15 +70,15 @@ pub(crate) async fn send_error(replies: &Replies, request_id: u32, code: ErrorCo
 /// Serves one connection until the peer closes, a fatal protocol error, or shutdown.
 /// `bridges` is the board `BridgeStatus` requests are answered from.
 pub async fn serve(
-    stream: TcpStream,
+    stream: Transport,
+    peer: Peer,
     log: Log,
     bridges: StatusBoard,
     config: ConnConfig,
     shutdown: Shutdown,
 ) {
     // Small frames must not wait for Nagle (FIELD-NOTES.md: 19 ms vs 0.3 ms p50).
-    let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
+    let _ = stream.tcp().set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(config.max_inflight as usize + 8);
     let writer = tokio::spawn(write_loop(wr, rx));
@@ -96,7 +95,7 @@ pub async fn serve(
     let result = conn.read_loop(&mut rd, &shutdown).await;
     if let Err(reason) = result {
         tracing::debug!(
-            ?peer,
+            peer = ?peer.addr,
             client = conn.session.client_id(),
             reason,
             "connection closed"
@@ -107,7 +106,7 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop(wr: WriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut wr = BufWriter::new(wr);
     while let Some(bytes) = rx.recv().await {
         if wr.write_all(&bytes).await.is_err() {
@@ -153,7 +152,7 @@ struct Gather {
 impl Conn {
     async fn read_loop(
         &mut self,
-        rd: &mut tokio::net::tcp::OwnedReadHalf,
+        rd: &mut ReadHalf,
         shutdown: &Shutdown,
     ) -> Result<(), &'static str> {
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);

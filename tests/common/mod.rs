@@ -29,6 +29,8 @@ pub struct Broker {
     pub addr: String,
     /// `host:port` of its MQTT listener (empty when MQTT is disabled).
     pub mqtt_addr: String,
+    /// Every listener it printed: `wire`, `wire-tls`, `mqtt`, `mqtt-tls`, ... → `host:port`.
+    pub listeners: std::collections::HashMap<String, String>,
     /// Its data directory.
     pub data_dir: PathBuf,
     stderr: Option<std::thread::JoinHandle<String>>,
@@ -58,7 +60,6 @@ impl Broker {
             text.push_str("[mqtt]\nlisten = \"127.0.0.1:0\"\n");
         }
         std::fs::write(&config, text).unwrap();
-        let mqtt_enabled = !(extra.contains("[mqtt]") && extra.contains("enabled = false"));
         let mut child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(&config)
@@ -76,25 +77,26 @@ impl Broker {
         });
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let mut wire = None;
-            while let Some(Ok(line)) = lines.next() {
-                if let Some(addr) = line.strip_prefix("outpost: wire listening on ") {
-                    wire = Some(addr.trim().to_owned());
-                } else if let Some(addr) = line.strip_prefix("outpost: mqtt listening on ") {
-                    let _ = tx.send((wire.take().unwrap_or_default(), addr.trim().to_owned()));
-                }
-                // The serve banner ends with the wire line when MQTT is disabled.
-                if line.starts_with("outpost: wire listening on ") && !mqtt_enabled {
-                    let _ = tx.send((wire.take().unwrap_or_default(), String::new()));
+            // "outpost: <what> listening on <addr>" per listener, then "outpost: ready".
+            let mut listeners = std::collections::HashMap::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.trim() == "outpost: ready" {
+                    let _ = tx.send(std::mem::take(&mut listeners));
+                } else if let Some((what, addr)) = line
+                    .strip_prefix("outpost: ")
+                    .and_then(|l| l.split_once(" listening on "))
+                {
+                    listeners.insert(what.to_owned(), addr.trim().to_owned());
                 }
             }
         });
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok((addr, mqtt_addr)) => Ok(Broker {
+            Ok(listeners) => Ok(Broker {
                 child: Some(child),
-                addr,
-                mqtt_addr,
+                addr: listeners.get("wire").cloned().unwrap_or_default(),
+                mqtt_addr: listeners.get("mqtt").cloned().unwrap_or_default(),
+                listeners,
                 data_dir: data_dir.to_owned(),
                 stderr: Some(stderr),
             }),
