@@ -116,6 +116,27 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
+    /// A connector for `addr` and the name the server's certificate must carry.
+    pub fn connector(
+        &self,
+        addr: &str,
+    ) -> Result<
+        (
+            tokio_rustls::TlsConnector,
+            rustls::pki_types::ServerName<'static>,
+        ),
+        ClientError,
+    > {
+        let config = std::sync::Arc::new(self.config()?);
+        let host = match &self.server_name {
+            Some(name) => name.clone(),
+            None => host_of(addr).to_owned(),
+        };
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| ClientError::TlsConfig(format!("{host:?} is not a valid server name")))?;
+        Ok((tokio_rustls::TlsConnector::from(config), name))
+    }
+
     /// Builds the rustls configuration (the `ring` provider).
     fn config(&self) -> Result<rustls::ClientConfig, ClientError> {
         use rustls::pki_types::pem::PemObject;
@@ -263,15 +284,8 @@ impl Client {
         client_id: &str,
         tls: &ClientTls,
     ) -> Result<Self, ClientError> {
-        let config = std::sync::Arc::new(tls.config()?);
-        let host = match &tls.server_name {
-            Some(name) => name.clone(),
-            None => host_of(addr).to_owned(),
-        };
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|_| ClientError::TlsConfig(format!("{host:?} is not a valid server name")))?;
+        let (connector, name) = tls.connector(addr)?;
         let tcp = tcp_connect(addr).await?;
-        let connector = tokio_rustls::TlsConnector::from(config);
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
             .await
             .map_err(|_| ClientError::Timeout)?

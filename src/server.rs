@@ -147,7 +147,7 @@ impl Incoming {
         };
         match tls.accept(self.tcp).await {
             Ok((stream, cert_identity)) => Some((
-                Transport::Tls(Box::new(stream)),
+                Transport::Tls(Box::new(stream.into())),
                 Peer {
                     addr: Some(self.addr),
                     cert_identity,

@@ -12,14 +12,14 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsStream;
 
 /// A connection's stream.
 #[derive(Debug)]
 pub enum Transport {
     /// Plain TCP.
     Tcp(TcpStream),
-    /// TLS over TCP, handshake done.
+    /// TLS over TCP, handshake done (server side, or client side in `bench`).
     Tls(Box<TlsStream<TcpStream>>),
 }
 

@@ -40,6 +40,7 @@ use crate::mqtt::packet::{
     reason, Connect, Disconnect, Packet, Properties, Protocol, PubResponse, Publish, QoS,
     Subscribe, SubscribeFilters, SubscriptionOptions,
 };
+use crate::transport::Transport;
 
 /// Default broker address of `bench mqtt` and `bench mqtt-idle`.
 pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
@@ -118,6 +119,50 @@ pub struct MqttBench {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// TLS (MQTT over TLS, e.g. port 8883).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS options of the MQTT benches: `--cafile` turns TLS on.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TlsArgs {
+    /// Connect with TLS, verifying the broker's certificate against this PEM CA file.
+    #[arg(long)]
+    pub cafile: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs --key.
+    #[arg(long, requires = "cafile")]
+    pub cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+    /// Name the broker's certificate must carry [default: the host of --addr].
+    #[arg(long, requires = "cafile")]
+    pub server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// The connector and server name, or `None` for plain TCP.
+    fn connector(&self, addr: &str) -> Result<Option<Tls>, CliError> {
+        let Some(ca_file) = &self.cafile else {
+            return Ok(None);
+        };
+        let settings = crate::client::ClientTls {
+            ca_file: ca_file.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            server_name: self.server_name.clone(),
+        };
+        let (connector, name) = settings.connector(addr)?;
+        Ok(Some(Tls { connector, name }))
+    }
+}
+
+/// What a TLS link needs: shared by every connection of a run.
+#[derive(Clone)]
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
 }
 
 /// Arguments of `bench mqtt-idle`.
@@ -141,6 +186,9 @@ pub struct MqttIdleBench {
     /// Hard limit on the whole run, seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// TLS (MQTT over TLS, e.g. port 8883).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Why an MQTT bench failed.
@@ -500,7 +548,7 @@ struct Granted {
 
 /// A connected client: a socket, a read buffer and a write buffer.
 struct Link {
-    stream: TcpStream,
+    stream: Transport,
     protocol: Protocol,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -513,6 +561,7 @@ impl Link {
         client_id: &str,
         protocol: Protocol,
         receive_maximum: Option<u16>,
+        tls: Option<&Tls>,
     ) -> BenchResult<(Link, Granted)> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -524,6 +573,20 @@ impl Link {
         };
         // Small packets must not wait for Nagle (FIELD-NOTES.md, Mosquitto section).
         stream.set_nodelay(true)?;
+        let stream = match tls {
+            None => Transport::Tcp(stream),
+            Some(tls) => {
+                let handshake = tls.connector.connect(tls.name.clone(), stream);
+                match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+                    Ok(Ok(s)) => Transport::Tls(Box::new(s.into())),
+                    Ok(Err(source)) => {
+                        let addr = addr.to_owned();
+                        return Err(MqttBenchError::Connect { addr, source });
+                    }
+                    Err(_) => return Err(MqttBenchError::Timeout("the TLS handshake")),
+                }
+            }
+        };
         let mut link = Link {
             stream,
             protocol,
@@ -590,6 +653,8 @@ impl Link {
     async fn flush(&mut self) -> BenchResult<()> {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
+            // TLS holds records until flushed; a no-op on TCP.
+            self.stream.flush().await?;
             self.wbuf.clear();
         }
         Ok(())
@@ -945,18 +1010,22 @@ struct Outcome {
 /// Runs `bench mqtt`.
 pub async fn run(b: MqttBench) -> Result<(), CliError> {
     let plan = Plan::from_args(&b)?;
-    let outcome = tokio::time::timeout(plan.timeout, execute(&plan, b.quiet || b.json))
-        .await
-        .map_err(|_| MqttBenchError::Timeout("the run to finish (--timeout)"))??;
+    let tls = b.tls.connector(&plan.addr)?;
+    let outcome = tokio::time::timeout(
+        plan.timeout,
+        execute(&plan, tls.as_ref(), b.quiet || b.json),
+    )
+    .await
+    .map_err(|_| MqttBenchError::Timeout("the run to finish (--timeout)"))??;
     report(&plan, &outcome, b.json);
     Ok(())
 }
 
-async fn execute(plan: &Plan, hide_bar: bool) -> BenchResult<Outcome> {
+async fn execute(plan: &Plan, tls: Option<&Tls>, hide_bar: bool) -> BenchResult<Outcome> {
     let epoch = Instant::now();
     let mut subscribers = Vec::new();
     for i in 0..plan.subscribers {
-        let mut link = client("subscriber", i, open_subscriber(plan, i).await)?;
+        let mut link = client("subscriber", i, open_subscriber(plan, tls, i).await)?;
         let filter = format!("{}/#", plan.topic);
         client("subscriber", i, link.subscribe(&filter, plan.qos).await)?;
         subscribers.push(link);
@@ -964,7 +1033,7 @@ async fn execute(plan: &Plan, hide_bar: bool) -> BenchResult<Outcome> {
     let mut publishers = Vec::new();
     for i in 0..plan.publishers {
         let id = client_id("pub", i);
-        let opened = Link::open(&plan.addr, &id, plan.protocol, None).await;
+        let opened = Link::open(&plan.addr, &id, plan.protocol, None, tls).await;
         let (link, granted) = client("publisher", i, opened)?;
         let p = client("publisher", i, publisher(plan, i, epoch, granted))?;
         publishers.push((p, link));
@@ -1013,10 +1082,10 @@ async fn execute(plan: &Plan, hide_bar: bool) -> BenchResult<Outcome> {
     })
 }
 
-async fn open_subscriber(plan: &Plan, i: u32) -> BenchResult<Link> {
+async fn open_subscriber(plan: &Plan, tls: Option<&Tls>, i: u32) -> BenchResult<Link> {
     let id = client_id("sub", i);
     let receive_maximum = Some(SUBSCRIBER_RECEIVE_MAXIMUM);
-    let (link, _) = Link::open(&plan.addr, &id, plan.protocol, receive_maximum).await?;
+    let (link, _) = Link::open(&plan.addr, &id, plan.protocol, receive_maximum, tls).await?;
     Ok(link)
 }
 
@@ -1225,16 +1294,22 @@ pub async fn run_idle(b: MqttIdleBench) -> Result<(), CliError> {
     }
     let hold = Duration::from_secs(b.hold);
     let timeout = parse_timeout(b.timeout, StopRule::Duration(hold))?;
-    tokio::time::timeout(timeout, idle(&addr, protocol, &b))
+    let tls = b.tls.connector(&addr)?;
+    tokio::time::timeout(timeout, idle(&addr, protocol, &b, tls))
         .await
         .map_err(|_| MqttBenchError::Timeout("the run to finish (--timeout)"))??;
     Ok(())
 }
 
-async fn idle(addr: &str, protocol: Protocol, b: &MqttIdleBench) -> BenchResult<()> {
+async fn idle(
+    addr: &str,
+    protocol: Protocol,
+    b: &MqttIdleBench,
+    tls: Option<Tls>,
+) -> BenchResult<()> {
     let started = Instant::now();
     let (links, failed, first_error) =
-        open_many(addr, protocol, b.connections, b.concurrency).await;
+        open_many(addr, protocol, b.connections, b.concurrency, tls).await;
     let secs = started.elapsed().as_secs_f64();
     let first = match (links.is_empty(), first_error) {
         (true, Some(e)) => return Err(e),
@@ -1262,6 +1337,7 @@ async fn open_many(
     protocol: Protocol,
     n: u32,
     concurrency: u32,
+    tls: Option<Tls>,
 ) -> (Vec<Link>, u64, Option<MqttBenchError>) {
     let mut set = JoinSet::new();
     let mut opened = Vec::with_capacity(n as usize);
@@ -1280,9 +1356,9 @@ async fn open_many(
         if set.len() >= concurrency as usize {
             collect(set.join_next().await);
         }
-        let (addr, id) = (addr.to_owned(), client_id("idle", i));
+        let (addr, id, tls) = (addr.to_owned(), client_id("idle", i), tls.clone());
         set.spawn(async move {
-            let opened = Link::open(&addr, &id, protocol, None).await;
+            let opened = Link::open(&addr, &id, protocol, None, tls.as_ref()).await;
             client("connection", i, opened.map(|(link, _)| link))
         });
     }
