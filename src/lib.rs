@@ -9,6 +9,7 @@
 //!   commit; [`log::retention`] deletes old batches.
 //! - [`wire`]: the binary protocol on the broker side (frames from `outpost-firmware`).
 //! - [`server`]: listener, connection limit, graceful shutdown.
+//! - [`admin`]: Prometheus metrics, `/healthz` and `/readyz` over HTTP.
 //! - [`client`]: an async client of the binary protocol, used by the CLI and tests.
 //! - [`cli`]: the `outpost` command's subcommands.
 //!
@@ -18,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod bridge_source;
 pub mod cli;
 pub mod client;

@@ -3,6 +3,9 @@
 //! Shutdown order: stop accepting; let each connection finish its in-flight requests (bounded
 //! wait) so their acks go out; then drain the log writer, which commits durably and stops.
 //! A connection limit refuses extra connections with a `BUSY` error frame.
+//!
+//! The metrics listener (`[metrics]`) is bound first and stopped last: `/readyz` answers 503
+//! while the log is recovered and throughout the drain, 200 only in between.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +17,8 @@ use tokio::task::JoinSet;
 
 use tokio::sync::watch;
 
+use crate::admin::counters::ConnectionStats;
+use crate::admin::{AdminServer, Health, Readiness};
 use crate::config::Config;
 use crate::log::{Log, OpenError};
 use crate::mqtt::broker::Broker;
@@ -42,7 +47,7 @@ pub enum ServeError {
         "cannot listen on {addr}: {source} (is another broker using the port? set {key} in the config)"
     )]
     Bind {
-        /// The config key of the listener (`[wire] listen` or `[mqtt] listen`).
+        /// The config key of the listener (`[wire] listen`, `[mqtt] listen`, `[metrics] listen`).
         key: &'static str,
         /// Address.
         addr: SocketAddr,
@@ -58,6 +63,8 @@ pub struct Server {
     pub wire_addr: SocketAddr,
     /// The address the MQTT listener is bound to (`None` when MQTT is disabled).
     pub mqtt_addr: Option<SocketAddr>,
+    /// The address the metrics listener is bound to (`None` when metrics are disabled).
+    pub metrics_addr: Option<SocketAddr>,
     /// The log it serves.
     pub log: Log,
     /// Every bridge's status, as `BridgeStatus` requests report it. Bridges started for this
@@ -67,11 +74,15 @@ pub struct Server {
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<()>,
     mqtt_task: Option<tokio::task::JoinHandle<()>>,
+    health: Health,
+    admin: Option<AdminServer>,
 }
 
 impl Server {
     /// Opens the log and binds the listener; serving starts at once in the background.
     pub async fn start(config: Config) -> Result<Self, ServeError> {
+        let health = Health::new();
+        let admin = start_admin(&config, &health).await?;
         let log = Log::open(&config)?;
         // One board for the whole server: the wire connections read it, the bridges'
         // forwarders write it.
@@ -111,28 +122,34 @@ impl Server {
             idle_timeout: Duration::from_millis(config.wire.idle_timeout_ms),
         };
         let limit = Arc::new(Semaphore::new(config.wire.max_connections as usize));
-        let (mqtt_addr, mqtt_task) = if config.mqtt.enabled {
-            let (addr, task) = start_mqtt(&config, &log, &shutdown).await?;
-            (Some(addr), Some(task))
+        let mqtt_stats = Arc::new(ConnectionStats::default());
+        let (mqtt_addr, mqtt_task, broker) = if config.mqtt.enabled {
+            let (addr, task, broker) =
+                start_mqtt(&config, &log, &shutdown, mqtt_stats.clone()).await?;
+            (Some(addr), Some(task), Some(broker))
         } else {
-            (None, None)
+            (None, None, None)
         };
         let (wire_log, wire_bridges, wire_stop) = (log.clone(), bridges.clone(), shutdown.clone());
+        let wire_stats = Arc::new(ConnectionStats::default());
+        let stats = wire_stats.clone();
         let task = tokio::spawn(accept_loop(
             listener,
             shutdown.clone(),
             "binary protocol",
+            wire_stats.clone(),
             move |stream, peer, _| {
                 let permit = limit.clone().try_acquire_owned().ok();
                 let (log, bridges) = (wire_log.clone(), wire_bridges.clone());
-                let shutdown = wire_stop.clone();
+                let (shutdown, stats) = (wire_stop.clone(), stats.clone());
                 Some(async move {
                     match permit {
                         Some(permit) => {
-                            connection::serve(stream, log, bridges, conn, shutdown).await;
+                            connection::serve(stream, log, bridges, conn, shutdown, stats).await;
                             drop(permit);
                         }
                         None => {
+                            stats.refused();
                             tracing::warn!(%peer, "connection limit reached; refusing");
                             refuse_busy(stream).await;
                         }
@@ -140,21 +157,42 @@ impl Server {
                 })
             },
         ));
+        if let Some(admin) = &admin {
+            let mut listeners = vec![("wire", wire_stats)];
+            if broker.is_some() {
+                listeners.push(("mqtt", mqtt_stats));
+            }
+            admin.set_registry(crate::admin::metrics::registry(
+                crate::admin::metrics::Sources {
+                    log: log.clone(),
+                    log_path: config.log_path(),
+                    data_dir: config.data_dir.clone(),
+                    mqtt: broker,
+                    bridges: bridges.clone(),
+                    listeners,
+                },
+            ));
+        }
+        health.set(Readiness::Ready);
         Ok(Self {
             wire_addr,
             mqtt_addr,
+            metrics_addr: admin.as_ref().map(AdminServer::local_addr),
             log,
             bridges,
             bridge_tasks,
             shutdown,
             task,
             mqtt_task,
+            health,
+            admin,
         })
     }
 
     /// Stops accepting, lets connections finish, drains the writer. Nothing acknowledged is
-    /// lost; requests still queued get `SHUTTING_DOWN`.
+    /// lost; requests still queued get `SHUTTING_DOWN`. The metrics listener stops last.
     pub async fn stop(self) {
+        self.health.set(Readiness::Stopping);
         self.shutdown.trigger();
         let _ = self.task.await;
         if let Some(t) = self.mqtt_task {
@@ -165,7 +203,26 @@ impl Server {
             let _ = t.await;
         }
         self.log.shutdown().await;
+        if let Some(admin) = self.admin {
+            admin.stop().await;
+        }
     }
+}
+
+/// Binds the metrics listener if `[metrics]` enables it.
+async fn start_admin(config: &Config, health: &Health) -> Result<Option<AdminServer>, ServeError> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let addr = config.metrics.listen;
+    let admin = AdminServer::bind(addr, health.clone())
+        .await
+        .map_err(|source| ServeError::Bind {
+            key: "[metrics] listen",
+            addr,
+            source,
+        })?;
+    Ok(Some(admin))
 }
 
 /// Restores the MQTT state, binds the MQTT listener and starts its accept loop and the
@@ -174,7 +231,8 @@ async fn start_mqtt(
     config: &Config,
     log: &Log,
     shutdown: &Shutdown,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
+    stats: Arc<ConnectionStats>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>, Broker), ServeError> {
     let m = &config.mqtt;
     let broker = Broker::open(log.clone(), m, config.log.batch_max_bytes as usize)
         .map_err(ServeError::Mqtt)?;
@@ -205,11 +263,16 @@ async fn start_mqtt(
     ));
     let max = m.max_connections as usize;
     let stop = shutdown.clone();
+    let served = broker.clone();
     let task = tokio::spawn(accept_loop(
         listener,
         shutdown.clone(),
         "MQTT",
+        stats.clone(),
         move |stream, peer, live| {
+            if live >= max {
+                stats.refused();
+            }
             // Over the limit, CONNECT is answered "server busy"; far over it, the socket is
             // closed at once so refusals cannot pile up.
             if live >= max.saturating_mul(2) {
@@ -218,14 +281,15 @@ async fn start_mqtt(
             }
             Some(mqtt_connection::serve(
                 stream,
-                broker.clone(),
+                served.clone(),
                 conn,
                 stop.clone(),
                 live >= max,
+                stats.clone(),
             ))
         },
     ));
-    Ok((bound, task))
+    Ok((bound, task, broker))
 }
 
 async fn housekeeping(broker: Broker, sys_every: Duration, mut stop: watch::Receiver<bool>) {
@@ -246,10 +310,16 @@ async fn housekeeping(broker: Broker, sys_every: Duration, mut stop: watch::Rece
 }
 
 /// Accepts connections until shutdown. `serve(stream, peer, live)` makes the task of one
-/// connection (`live`: connections open now), or `None` to close the socket at once. At
-/// shutdown, waits (bounded) for the connections to finish.
-async fn accept_loop<F, Fut>(listener: TcpListener, shutdown: Shutdown, what: &str, mut serve: F)
-where
+/// connection (`live`: connections open now), or `None` to close the socket at once. Counts
+/// accepted and open connections in `stats`. At shutdown, waits (bounded) for the connections
+/// to finish.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    shutdown: Shutdown,
+    what: &str,
+    stats: Arc<ConnectionStats>,
+    mut serve: F,
+) where
     F: FnMut(TcpStream, SocketAddr, usize) -> Option<Fut>,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -271,8 +341,12 @@ where
                 continue;
             }
         };
+        let open = stats.opened();
         if let Some(task) = serve(stream, peer, conns.len()) {
-            conns.spawn(task);
+            conns.spawn(async move {
+                task.await;
+                drop(open);
+            });
         }
     }
     drop(listener);
@@ -305,6 +379,9 @@ async fn refuse_busy(mut stream: TcpStream) {
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;
+    if let Some(addr) = server.metrics_addr {
+        println!("outpost: metrics listening on {addr}");
+    }
     println!("outpost: wire listening on {}", server.wire_addr);
     if let Some(addr) = server.mqtt_addr {
         println!("outpost: mqtt listening on {addr}");

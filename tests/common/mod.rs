@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod http;
 pub mod mqtt;
 pub mod upstream;
 
@@ -29,6 +30,8 @@ pub struct Broker {
     pub addr: String,
     /// `host:port` of its MQTT listener (empty when MQTT is disabled).
     pub mqtt_addr: String,
+    /// `host:port` of its metrics listener (empty when metrics are disabled).
+    pub metrics_addr: String,
     /// Its data directory.
     pub data_dir: PathBuf,
     stderr: Option<std::thread::JoinHandle<String>>,
@@ -57,6 +60,10 @@ impl Broker {
         if !extra.contains("[mqtt]") {
             text.push_str("[mqtt]\nlisten = \"127.0.0.1:0\"\n");
         }
+        // Nor the default metrics port 9883.
+        if !extra.contains("[metrics]") {
+            text.push_str("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+        }
         std::fs::write(&config, text).unwrap();
         let mqtt_enabled = !(extra.contains("[mqtt]") && extra.contains("enabled = false"));
         let mut child = Command::new(bin())
@@ -77,24 +84,30 @@ impl Broker {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            let mut wire = None;
+            let (mut wire, mut metrics) = (None, String::new());
             while let Some(Ok(line)) = lines.next() {
-                if let Some(addr) = line.strip_prefix("outpost: wire listening on ") {
+                // The metrics line (when enabled) comes first.
+                if let Some(addr) = line.strip_prefix("outpost: metrics listening on ") {
+                    metrics = addr.trim().to_owned();
+                } else if let Some(addr) = line.strip_prefix("outpost: wire listening on ") {
                     wire = Some(addr.trim().to_owned());
                 } else if let Some(addr) = line.strip_prefix("outpost: mqtt listening on ") {
-                    let _ = tx.send((wire.take().unwrap_or_default(), addr.trim().to_owned()));
+                    let wire = wire.take().unwrap_or_default();
+                    let _ = tx.send((wire, addr.trim().to_owned(), metrics.clone()));
                 }
                 // The serve banner ends with the wire line when MQTT is disabled.
                 if line.starts_with("outpost: wire listening on ") && !mqtt_enabled {
-                    let _ = tx.send((wire.take().unwrap_or_default(), String::new()));
+                    let wire = wire.take().unwrap_or_default();
+                    let _ = tx.send((wire, String::new(), metrics.clone()));
                 }
             }
         });
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok((addr, mqtt_addr)) => Ok(Broker {
+            Ok((addr, mqtt_addr, metrics_addr)) => Ok(Broker {
                 child: Some(child),
                 addr,
                 mqtt_addr,
+                metrics_addr,
                 data_dir: data_dir.to_owned(),
                 stderr: Some(stderr),
             }),
