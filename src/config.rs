@@ -75,6 +75,11 @@ pub const DEFAULT_MQTT_MAX_RETAINED: u32 = 10_000;
 /// Default interval of `$SYS/` updates.
 pub const DEFAULT_MQTT_SYS_INTERVAL_SECS: u32 = 10;
 
+/// Default metrics and health listener: loopback only (the endpoint has no authentication).
+/// 9883 continues Outpost's x883 family (1883 MQTT, 7883 binary protocol, 8883 MQTT over TLS)
+/// inside the 9xxx range where Prometheus exporters live.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9883";
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,6 +101,30 @@ pub struct Config {
     /// `[[bridge]]` blocks: upstream connections and their routes.
     #[serde(rename = "bridge")]
     pub bridges: Vec<outpost_bridge::config::BridgeConfig>,
+    /// The metrics and health HTTP listener.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus metrics, `/healthz` and `/readyz` over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve the endpoint at all.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            // The constant is a valid literal address; checked by a test.
+            listen: DEFAULT_METRICS_LISTEN
+                .parse()
+                .expect("valid default address"),
+        }
+    }
 }
 
 /// `[mqtt]`: the MQTT listener, its limits and the ingest rules.
@@ -312,6 +341,7 @@ impl Default for Config {
             topic_defaults: TopicDefaults::default(),
             mqtt: MqttConfig::default(),
             bridges: Vec::new(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -569,6 +599,17 @@ sys_interval_secs = 10
 # start = "earliest"                 # new route: "earliest", "latest", RFC 3339 time, Unix ms
 # overflow = "drop_oldest"           # or "refuse": retention keeps unforwarded records and
 #                                    # ingest into a full partition is refused (MQTT 5: 0x97)
+
+[metrics]
+# Prometheus metrics at /metrics (OpenMetrics text), /healthz (200 while the process serves)
+# and /readyz (200 once the log is opened and recovered and every listener is bound; 503
+# before that and while shutting down). GET and HEAD only.
+enabled = true
+# No authentication: keep it on loopback (the default) or a management network. Scrape it
+# from the gateway (a local Prometheus agent) or expose it deliberately, e.g. "0.0.0.0:9883".
+# Per-partition, consumer-group and bridge-route series exist only for what exists: a gateway
+# with thousands of partitions serves thousands of series per partition metric.
+listen = "127.0.0.1:9883"
 "#;
 
 /// Why a configuration could not be used.
@@ -639,7 +680,7 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mqtt = &self.mqtt;
-        let checks: [(bool, &'static str, &'static str, &'static str); 14] = [
+        let checks: [(bool, &'static str, &'static str, &'static str); 15] = [
             (
                 mqtt.max_packet_bytes < 1024,
                 "mqtt.max_packet_bytes",
@@ -721,6 +762,12 @@ impl Config {
                 "use -1 for unlimited or a positive value",
             ),
             (
+                self.metrics.enabled && self.metrics_port_taken(),
+                "metrics.listen",
+                "is the address of wire.listen or mqtt.listen",
+                "give the metrics listener a port of its own, e.g. \"127.0.0.1:9883\"",
+            ),
+            (
                 self.retention.min_free_percent > 90 || self.retention.check_interval_ms == 0,
                 "retention.min_free_percent / check_interval_ms",
                 "is out of range",
@@ -777,6 +824,17 @@ impl Config {
         Ok(())
     }
 
+    /// Whether `[metrics] listen` is a fixed address another listener also uses.
+    fn metrics_port_taken(&self) -> bool {
+        let m = self.metrics.listen;
+        let clash = |other: SocketAddr| m.port() != 0 && m == other;
+        let tls = [&self.wire.tls, &self.mqtt.tls]
+            .into_iter()
+            .flatten()
+            .any(|t| clash(t.listen));
+        clash(self.wire.listen) || (self.mqtt.enabled && clash(self.mqtt.listen)) || tls
+    }
+
     /// Path of the log file inside `data_dir`.
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.join(crate::log::LOG_FILE_NAME)
@@ -816,6 +874,22 @@ mod tests {
             text.contains("mqtt.ingest rule 1") && text.contains("fix"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn metrics_listener_needs_a_port_of_its_own() {
+        let err = Config::from_toml("[metrics]\nlisten = \"127.0.0.1:7883\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("metrics.listen") && text.contains("fix"),
+            "{text}"
+        );
+        let ok = "[wire]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+        assert!(Config::from_toml(ok).is_ok());
+        let off = "[metrics]\nenabled = false\nlisten = \"127.0.0.1:7883\"\n";
+        assert!(Config::from_toml(off).is_ok());
+        let err = Config::from_toml("[metrics]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
     }
 
     #[test]

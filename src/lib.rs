@@ -11,6 +11,7 @@
 //! - [`server`]: listeners, connection limits, graceful shutdown, SIGHUP reload.
 //! - [`tls`]: rustls server configuration per TLS listener, reloadable; client certificate
 //!   identities. [`transport`]: a connection's stream, plain TCP or TLS.
+//! - [`admin`]: Prometheus metrics, `/healthz` and `/readyz` over HTTP.
 //! - [`client`]: an async client of the binary protocol, used by the CLI and tests.
 //! - [`cli`]: the `outpost` command's subcommands.
 //!
@@ -20,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod bridge_source;
 pub mod cli;
 pub mod client;

@@ -3,6 +3,9 @@
 //! Shutdown order: stop accepting; let each connection finish its in-flight requests (bounded
 //! wait) so their acks go out; then drain the log writer, which commits durably and stops.
 //! A connection limit refuses extra connections with a `BUSY` error frame.
+//!
+//! The metrics listener (`[metrics]`) is bound first and stopped last: `/readyz` answers 503
+//! while the log is recovered and throughout the drain, 200 only in between.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +17,8 @@ use tokio::task::JoinSet;
 
 use tokio::sync::watch;
 
+use crate::admin::counters::ConnectionStats;
+use crate::admin::{AdminServer, Health, Readiness};
 use crate::config::{Config, TlsListenerConfig};
 use crate::log::{Log, OpenError};
 use crate::mqtt::broker::Broker;
@@ -47,7 +52,7 @@ pub enum ServeError {
         "cannot listen on {addr}: {source} (is another broker using the port? set {key} in the config)"
     )]
     Bind {
-        /// The config key of the listener (`[wire] listen` or `[mqtt] listen`).
+        /// The config key of the listener (`[wire] listen`, `[mqtt.tls]`, `[metrics] listen`, ...).
         key: &'static str,
         /// Address.
         addr: SocketAddr,
@@ -69,6 +74,8 @@ pub struct Server {
     pub mqtt_addr: Option<SocketAddr>,
     /// The address the MQTT TLS listener is bound to (`[mqtt.tls]`).
     pub mqtt_tls_addr: Option<SocketAddr>,
+    /// The address the metrics listener is bound to (`None` when metrics are disabled).
+    pub metrics_addr: Option<SocketAddr>,
     /// The log it serves.
     pub log: Log,
     /// Every bridge's status, as `BridgeStatus` requests report it. Bridges started for this
@@ -79,6 +86,10 @@ pub struct Server {
     bridge_tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Per listener (`wire`, `wire-tls`, `mqtt`, `mqtt-tls`): connections and traffic.
+    listener_stats: Vec<(&'static str, Arc<ConnectionStats>)>,
+    health: Health,
+    admin: Option<AdminServer>,
 }
 
 /// A bound listener and, for a TLS one, its configuration.
@@ -86,6 +97,8 @@ struct Bound {
     listener: TcpListener,
     tls: Option<Arc<ServerTls>>,
     addr: SocketAddr,
+    /// Its connections and traffic, exported as metrics.
+    stats: Arc<ConnectionStats>,
 }
 
 impl Bound {
@@ -102,6 +115,7 @@ impl Bound {
             listener,
             tls,
             addr,
+            stats: Arc::default(),
         })
     }
 
@@ -131,6 +145,8 @@ struct Incoming {
     tcp: TcpStream,
     addr: SocketAddr,
     tls: Option<Arc<ServerTls>>,
+    /// The listener's counters.
+    stats: Arc<ConnectionStats>,
 }
 
 impl Incoming {
@@ -154,7 +170,7 @@ impl Incoming {
                 },
             )),
             Err(e) => {
-                TLS_HANDSHAKE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats.handshake_failed();
                 tracing::debug!(peer = %self.addr, listener = tls.listener(), error = %e, "TLS handshake failed");
                 None
             }
@@ -162,14 +178,11 @@ impl Incoming {
     }
 }
 
-/// TLS handshakes that failed (timeouts, plain clients on a TLS port, refused
-/// certificates), since start.
-pub static TLS_HANDSHAKE_FAILURES: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
-
 impl Server {
     /// Opens the log and binds the listeners; serving starts at once in the background.
     pub async fn start(config: Config) -> Result<Self, ServeError> {
+        let health = Health::new();
+        let admin = start_admin(&config, &health).await?;
         let log = Log::open(&config)?;
         // One board for the whole server: the wire connections read it, the bridges'
         // forwarders write it.
@@ -211,6 +224,15 @@ impl Server {
             (None, None)
         };
         let addr = |b: &Option<Bound>| b.as_ref().map(|b| b.addr);
+        let listener_stats = [
+            ("wire", &wire_plain),
+            ("wire-tls", &wire_tls),
+            ("mqtt", &mqtt_plain),
+            ("mqtt-tls", &mqtt_tls),
+        ]
+        .into_iter()
+        .filter_map(|(name, b)| b.as_ref().map(|b| (name, b.stats.clone())))
+        .collect();
         let mut server = Self {
             wire_addr: addr(&wire_plain),
             wire_tls_addr: addr(&wire_tls),
@@ -226,11 +248,30 @@ impl Server {
             bridge_tasks,
             shutdown,
             tasks: Vec::new(),
+            listener_stats,
+            metrics_addr: admin.as_ref().map(AdminServer::local_addr),
+            health,
+            admin,
         };
         server.serve_wire(&config, [wire_plain, wire_tls]);
-        if config.mqtt.enabled {
-            server.serve_mqtt(&config, [mqtt_plain, mqtt_tls])?;
+        let broker = if config.mqtt.enabled {
+            Some(server.serve_mqtt(&config, [mqtt_plain, mqtt_tls])?)
+        } else {
+            None
+        };
+        if let Some(admin) = &server.admin {
+            admin.set_registry(crate::admin::metrics::registry(
+                crate::admin::metrics::Sources {
+                    log: server.log.clone(),
+                    log_path: config.log_path(),
+                    data_dir: config.data_dir.clone(),
+                    mqtt: broker,
+                    bridges: server.bridges.clone(),
+                    listeners: server.listener_stats.clone(),
+                },
+            ));
         }
+        server.health.set(Readiness::Ready);
         Ok(server)
     }
 
@@ -257,6 +298,7 @@ impl Server {
                 move |incoming| {
                     let permit = limit.clone().try_acquire_owned().ok();
                     let (log, bridges, shutdown) = (log.clone(), bridges.clone(), stop.clone());
+                    let stats = incoming.stats.clone();
                     Some(async move {
                         let addr = incoming.addr;
                         let Some((stream, peer)) = incoming.establish().await else {
@@ -264,10 +306,14 @@ impl Server {
                         };
                         match permit {
                             Some(permit) => {
-                                connection::serve(stream, peer, log, bridges, conn, shutdown).await;
+                                connection::serve(
+                                    stream, peer, log, bridges, conn, shutdown, stats,
+                                )
+                                .await;
                                 drop(permit);
                             }
                             None => {
+                                stats.refused();
                                 tracing::warn!(peer = %addr, "connection limit reached; refusing");
                                 refuse_busy(stream).await;
                             }
@@ -284,7 +330,7 @@ impl Server {
         &mut self,
         config: &Config,
         listeners: [Option<Bound>; 2],
-    ) -> Result<(), ServeError> {
+    ) -> Result<Broker, ServeError> {
         let m = &config.mqtt;
         let broker = Broker::open(self.log.clone(), m, config.log.batch_max_bytes as usize)
             .map_err(ServeError::Mqtt)?;
@@ -317,6 +363,10 @@ impl Server {
                 "MQTT",
                 move |incoming| {
                     let now = Arc::strong_count(&live) - 1;
+                    let stats = incoming.stats.clone();
+                    if now >= max {
+                        stats.refused();
+                    }
                     // Over the limit, CONNECT is answered "server busy"; far over it, the
                     // socket is closed at once so refusals cannot pile up.
                     if now >= max.saturating_mul(2) {
@@ -328,13 +378,14 @@ impl Server {
                         let Some((stream, peer)) = incoming.establish().await else {
                             return;
                         };
-                        mqtt_connection::serve(stream, peer, broker, conn, stop, now >= max).await;
+                        mqtt_connection::serve(stream, peer, broker, conn, stop, now >= max, stats)
+                            .await;
                         drop(token);
                     })
                 },
             )));
         }
-        Ok(())
+        Ok(broker)
     }
 
     /// Reads the TLS listeners' certificate, key and CA files again (SIGHUP). A listener
@@ -352,7 +403,9 @@ impl Server {
 
     /// Stops accepting, lets connections finish, drains the writer. Nothing acknowledged is
     /// lost; requests still queued get `SHUTTING_DOWN`.
+    /// The metrics listener stops last.
     pub async fn stop(self) {
+        self.health.set(Readiness::Stopping);
         self.shutdown.trigger();
         for t in self.tasks {
             let _ = t.await;
@@ -362,7 +415,26 @@ impl Server {
             let _ = t.await;
         }
         self.log.shutdown().await;
+        if let Some(admin) = self.admin {
+            admin.stop().await;
+        }
     }
+}
+
+/// Binds the metrics listener if `[metrics]` enables it.
+async fn start_admin(config: &Config, health: &Health) -> Result<Option<AdminServer>, ServeError> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let addr = config.metrics.listen;
+    let admin = AdminServer::bind(addr, health.clone())
+        .await
+        .map_err(|source| ServeError::Bind {
+            key: "[metrics] listen",
+            addr,
+            source,
+        })?;
+    Ok(Some(admin))
 }
 
 async fn housekeeping(broker: Broker, sys_every: Duration, mut stop: watch::Receiver<bool>) {
@@ -393,7 +465,12 @@ where
 {
     let mut conns = JoinSet::new();
     let mut stop = shutdown.subscribe();
-    let Bound { listener, tls, .. } = bound;
+    let Bound {
+        listener,
+        tls,
+        stats,
+        ..
+    } = bound;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -410,9 +487,18 @@ where
                 continue;
             }
         };
-        let tls = tls.clone();
-        if let Some(task) = serve(Incoming { tcp, addr, tls }) {
-            conns.spawn(task);
+        let open = stats.opened();
+        let (tls, stats) = (tls.clone(), stats.clone());
+        if let Some(task) = serve(Incoming {
+            tcp,
+            addr,
+            tls,
+            stats,
+        }) {
+            conns.spawn(async move {
+                task.await;
+                drop(open);
+            });
         }
     }
     drop(listener);
@@ -449,6 +535,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Before the addresses are printed: whoever reads them may send SIGHUP at once.
     let mut reload = crate::shutdown::ReloadSignal::new();
     for (what, addr) in [
+        ("metrics", server.metrics_addr),
         ("wire", server.wire_addr),
         ("wire-tls", server.wire_tls_addr),
         ("mqtt", server.mqtt_addr),

@@ -338,6 +338,23 @@ fn a_plain_client_on_the_tls_port_is_refused_and_the_listener_keeps_serving() {
     });
     let (ok, err) = mosquitto_pub(&mqtt, &pki, false, "after/plain", "still-serving");
     assert!(ok, "{err}");
+
+    // Each failed handshake is counted per listener: two on MQTT (the plain CONNECT, the
+    // silent client), one on the binary protocol.
+    let metrics = common::http::get(&broker.metrics_addr, "/metrics").body;
+    let failures = |listener: &str| -> u64 {
+        let series = format!("outpost_tls_handshake_failures_total{{protocol=\"{listener}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(failures("mqtt-tls"), 2);
+    assert_eq!(failures("wire-tls"), 1);
+    assert!(metrics.contains("outpost_connections{protocol=\"mqtt-tls\"}"));
     broker.stop();
 }
 

@@ -323,7 +323,9 @@ impl Writer {
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(group.len());
         let started = Instant::now();
         let result = self.apply_all(&group, &mut commit, &mut outcomes, durable);
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        self.stats.commit_latency.observe(elapsed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.stats
             .commit_micros
             .fetch_add(micros, Ordering::Relaxed);

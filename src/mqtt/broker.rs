@@ -71,6 +71,9 @@ pub struct MqttStats {
     /// Deliveries dropped (queue full, expired, too large for the client), and QoS 0
     /// publishes refused because their partition is full.
     pub messages_dropped: AtomicU64,
+    /// The part of `messages_dropped` lost because a session's queue was full: slow (or
+    /// offline persistent) subscribers.
+    pub messages_dropped_queue_full: AtomicU64,
 }
 
 /// Settings the broker applies.
@@ -974,10 +977,14 @@ impl Broker {
     fn reserve(&self, slot: &Slot, qos: QoS) -> Option<bool> {
         let reserved = slot.reserve(qos);
         if reserved.is_none() {
-            self.inner
-                .stats
-                .messages_dropped
-                .fetch_add(1, Ordering::Relaxed);
+            let stats = &self.inner.stats;
+            stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
+            // Refused for a full queue, not for a session ending at this moment.
+            if !slot.lock().ended {
+                stats
+                    .messages_dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
         reserved
     }

@@ -10,6 +10,7 @@
 //! in its bounded queue, not in this task.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
@@ -18,6 +19,7 @@ use super::broker::{Attached, Broker, Published};
 use super::codec;
 use super::packet::{reason, Protocol, QoS};
 use super::session::{Action, Close, Session, SessionConfig};
+use crate::admin::counters::ConnectionStats;
 use crate::log::batch::{BatchBuilder, Compression};
 use crate::shutdown::Shutdown;
 use crate::transport::{Peer, Transport};
@@ -68,9 +70,12 @@ struct Conn {
     builder: BatchBuilder,
     /// Over the connection limit: CONNECT is answered "server busy".
     refuse: bool,
+    /// Socket traffic of the MQTT listener.
+    io: Arc<ConnectionStats>,
 }
 
 /// Serves one connection until it closes. `over_limit` connections are refused at CONNECT.
+/// Socket bytes are counted in `io`.
 pub async fn serve(
     stream: Transport,
     peer: Peer,
@@ -78,6 +83,7 @@ pub async fn serve(
     config: ConnConfig,
     shutdown: Shutdown,
     over_limit: bool,
+    io: Arc<ConnectionStats>,
 ) {
     // Small packets must not wait for Nagle (FIELD-NOTES.md).
     let _ = stream.tcp().set_nodelay(true);
@@ -92,12 +98,16 @@ pub async fn serve(
         waiting: VecDeque::new(),
         builder: BatchBuilder::new(Compression::None, config.batch_max_bytes),
         refuse: over_limit,
+        io,
     };
     let (close, mut stream) = conn.run(stream, config, shutdown).await;
     // Flush what the session said last (CONNACK refusal, DISCONNECT), bounded.
     let out = std::mem::take(conn.session.transmit());
     if !out.is_empty() {
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, write_out(&mut stream, &out)).await;
+        if let Ok(Ok(())) = tokio::time::timeout(WRITE_TIMEOUT, write_out(&mut stream, &out)).await
+        {
+            conn.io.sent(out.len());
+        }
     }
     let _ = stream.shutdown().await;
     tracing::debug!(peer = ?peer.addr, reason = close.reason, "MQTT connection closed");
@@ -122,7 +132,7 @@ impl Conn {
             let out = std::mem::take(self.session.transmit());
             if !out.is_empty() {
                 match tokio::time::timeout(WRITE_TIMEOUT, write_out(&mut stream, &out)).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => self.io.sent(out.len()),
                     _ => {
                         break Close {
                             reason: reason::UNSPECIFIED_ERROR,
@@ -148,6 +158,7 @@ impl Conn {
                         Ok(0) | Err(_) => break Close { reason: reason::UNSPECIFIED_ERROR, publish_will: true },
                         Ok(n) => n,
                     };
+                    self.io.received(n);
                     let mut start = 0;
                     loop {
                         match codec::frame_len(&buf[start..], max_packet) {
@@ -258,6 +269,7 @@ impl Conn {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
+        self.io.messages(batch.len() as u64);
         let ids: Vec<(u16, QoS)> = batch.iter().map(|(m, pid)| (*pid, m.qos)).collect();
         let publisher = self.attached.as_ref().map(|a| a.slot.clone());
         // Boxed (one allocation per read, not per message): inline, this large future would
@@ -480,6 +492,7 @@ mod tests {
             cfg,
             crate::shutdown::Shutdown::new(),
             false,
+            std::sync::Arc::default(),
         );
         let size = std::mem::size_of_val(&task);
         drop(task);

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::handlers;
 use super::session::{Gate, Session};
+use crate::admin::counters::ConnectionStats;
 use crate::log::batch::{BatchBuilder, Compression, Push};
 use crate::log::{Appended, Log, PendingRecords, Target};
 use crate::shutdown::Shutdown;
@@ -68,7 +69,8 @@ pub(crate) async fn send_error(replies: &Replies, request_id: u32, code: ErrorCo
 }
 
 /// Serves one connection until the peer closes, a fatal protocol error, or shutdown.
-/// `bridges` is the board `BridgeStatus` requests are answered from.
+/// `bridges` is the board `BridgeStatus` requests are answered from; traffic is counted in
+/// `stats`.
 pub async fn serve(
     stream: Transport,
     peer: Peer,
@@ -76,13 +78,15 @@ pub async fn serve(
     bridges: StatusBoard,
     config: ConnConfig,
     shutdown: Shutdown,
+    stats: Arc<ConnectionStats>,
 ) {
     // Small frames must not wait for Nagle (FIELD-NOTES.md: 19 ms vs 0.3 ms p50).
     let _ = stream.tcp().set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(config.max_inflight as usize + 8);
-    let writer = tokio::spawn(write_loop(wr, rx));
+    let writer = tokio::spawn(write_loop(wr, rx, stats.clone()));
     let mut conn = Conn {
+        stats,
         log,
         bridges,
         config,
@@ -106,12 +110,13 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-async fn write_loop(wr: WriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop(wr: WriteHalf, mut rx: mpsc::Receiver<Vec<u8>>, stats: Arc<ConnectionStats>) {
     let mut wr = BufWriter::new(wr);
     while let Some(bytes) = rx.recv().await {
         if wr.write_all(&bytes).await.is_err() {
             return;
         }
+        stats.sent(bytes.len());
         // A commit answers many requests at once: let their reply tasks (woken together)
         // queue their frames, then write them all with one flush instead of one each.
         tokio::task::yield_now().await;
@@ -120,6 +125,7 @@ async fn write_loop(wr: WriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
             if wr.write_all(&more).await.is_err() {
                 return;
             }
+            stats.sent(more.len());
         }
         if wr.flush().await.is_err() {
             return;
@@ -129,6 +135,7 @@ async fn write_loop(wr: WriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
 }
 
 struct Conn {
+    stats: Arc<ConnectionStats>,
     log: Log,
     bridges: StatusBoard,
     config: ConnConfig,
@@ -177,6 +184,7 @@ impl Conn {
                 }
             };
             buf.truncate(start + n);
+            self.stats.received(n);
             if n == 0 {
                 return if buf.is_empty() {
                     Ok(())
@@ -369,6 +377,7 @@ impl Conn {
         if !fits {
             self.flush_gather().await;
         }
+        self.stats.messages(u64::from(pending.records));
         let g = self.gather.get_or_insert_with(|| Gather {
             topic: req.topic.to_owned(),
             partition,

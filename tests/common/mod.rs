@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod http;
 pub mod mqtt;
 pub mod upstream;
 
@@ -29,7 +30,10 @@ pub struct Broker {
     pub addr: String,
     /// `host:port` of its MQTT listener (empty when MQTT is disabled).
     pub mqtt_addr: String,
-    /// Every listener it printed: `wire`, `wire-tls`, `mqtt`, `mqtt-tls`, ... → `host:port`.
+    /// `host:port` of its metrics listener (empty when metrics are disabled).
+    pub metrics_addr: String,
+    /// Every listener it printed: `wire`, `wire-tls`, `mqtt`, `mqtt-tls`, `metrics` →
+    /// `host:port`.
     pub listeners: std::collections::HashMap<String, String>,
     /// Its data directory.
     pub data_dir: PathBuf,
@@ -58,6 +62,10 @@ impl Broker {
         // Never the well-known port 1883: tests run in parallel and a system broker may hold it.
         if !extra.contains("[mqtt]") {
             text.push_str("[mqtt]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        // Nor the default metrics port 9883.
+        if !extra.contains("[metrics]") {
+            text.push_str("[metrics]\nlisten = \"127.0.0.1:0\"\n");
         }
         std::fs::write(&config, text).unwrap();
         let mut child = Command::new(bin())
@@ -96,6 +104,7 @@ impl Broker {
                 child: Some(child),
                 addr: listeners.get("wire").cloned().unwrap_or_default(),
                 mqtt_addr: listeners.get("mqtt").cloned().unwrap_or_default(),
+                metrics_addr: listeners.get("metrics").cloned().unwrap_or_default(),
                 listeners,
                 data_dir: data_dir.to_owned(),
                 stderr: Some(stderr),
