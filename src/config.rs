@@ -73,6 +73,11 @@ pub const DEFAULT_MQTT_MAX_RETAINED: u32 = 10_000;
 /// Default interval of `$SYS/` updates.
 pub const DEFAULT_MQTT_SYS_INTERVAL_SECS: u32 = 10;
 
+/// Default password verifications running at once.
+pub const DEFAULT_AUTH_CONCURRENCY: u32 = crate::auth::verifier::DEFAULT_CONCURRENCY;
+/// Default password verifications waiting for a turn.
+pub const DEFAULT_AUTH_WAITING: u32 = crate::auth::verifier::DEFAULT_MAX_WAITING;
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -94,6 +99,45 @@ pub struct Config {
     /// `[[bridge]]` blocks: upstream connections and their routes.
     #[serde(rename = "bridge")]
     pub bridges: Vec<outpost_bridge::config::BridgeConfig>,
+    /// `[auth]`: password file, ACL, anonymous access.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: who may connect (password file) and what they may do (ACL); see
+/// [`crate::auth`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `user:PHC-hash` lines, managed by `outpost passwd`; `None`: no password checks.
+    pub password_file: Option<PathBuf>,
+    /// ACL rules (TOML); `None`: every client may do everything.
+    pub acl_file: Option<PathBuf>,
+    /// Accept clients without credentials; `None` means: yes without a password file, no
+    /// with one.
+    pub allow_anonymous: Option<bool>,
+    /// Password verifications running at once (each holds argon2's memory, 7 MiB).
+    pub max_concurrent_verifications: u32,
+    /// Verifications waiting for a turn; logins beyond are answered "server busy".
+    pub max_waiting_verifications: u32,
+}
+
+impl AuthConfig {
+    /// Whether clients without credentials are accepted.
+    pub fn allow_anonymous(&self) -> bool {
+        self.allow_anonymous.unwrap_or(self.password_file.is_none())
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            password_file: None,
+            acl_file: None,
+            allow_anonymous: None,
+            max_concurrent_verifications: DEFAULT_AUTH_CONCURRENCY,
+            max_waiting_verifications: DEFAULT_AUTH_WAITING,
+        }
+    }
 }
 
 /// `[mqtt]`: the MQTT listener, its limits and the ingest rules.
@@ -258,6 +302,7 @@ impl Default for Config {
             topic_defaults: TopicDefaults::default(),
             mqtt: MqttConfig::default(),
             bridges: Vec::new(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -458,6 +503,25 @@ sys_interval_secs = 10
 # filter = "debug/#"
 # store = false                      # delivered to subscribers, not stored
 
+[auth]
+# Authentication: with a password file, ANONYMOUS ACCESS IS OFF: MQTT clients and
+# binary-protocol clients must log in with a user name and password from this file (manage it
+# with `outpost passwd add|delete|list FILE USER`). Without one, every client is accepted and
+# a user name is taken as given. Reloaded on SIGHUP.
+# password_file = "/etc/outpost/passwd"
+# Accept clients without credentials. Default: true without a password file, false with
+# one; true with a password file is allowed (and logged at start).
+# allow_anonymous = false
+# Authorization: rules per user / client id on topic filters (see examples/acl.toml). With an
+# ACL file, anything it does not allow is denied; without one, everything is allowed.
+# Reloaded on SIGHUP.
+# acl_file = "/etc/outpost/acl.toml"
+# Password checks (argon2id, about 7 MiB each) running at once; more wait, and logins beyond
+# max_waiting_verifications are answered "server busy" (a reconnect storm after a reboot
+# cannot exhaust a small gateway's memory).
+max_concurrent_verifications = 2
+max_waiting_verifications = 128
+
 # Bridges forward log topics to an upstream MQTT broker, at least once, resuming from a
 # checkpoint in the log file after any outage or restart. None by default. Example:
 #
@@ -563,7 +627,21 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mqtt = &self.mqtt;
-        let checks: [(bool, &'static str, &'static str, &'static str); 14] = [
+        let auth = &self.auth;
+        let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        let checks: [(bool, &'static str, &'static str, &'static str); 16] = [
+            (
+                empty(&auth.password_file) || empty(&auth.acl_file),
+                "auth.password_file / auth.acl_file",
+                "is empty",
+                "give a path, or remove the key to turn the feature off",
+            ),
+            (
+                auth.max_concurrent_verifications == 0,
+                "auth.max_concurrent_verifications",
+                "is 0",
+                "use a positive number, e.g. 2",
+            ),
             (
                 mqtt.max_packet_bytes < 1024,
                 "mqtt.max_packet_bytes",

@@ -8,7 +8,8 @@
 //!   (Kafka RecordBatch v2); [`log::tables`] the redb layout; one writer thread does group
 //!   commit; [`log::retention`] deletes old batches.
 //! - [`wire`]: the binary protocol on the broker side (frames from `outpost-firmware`).
-//! - [`server`]: listener, connection limit, graceful shutdown.
+//! - [`auth`]: the password file, ACL rules and their checks, shared by both listeners.
+//! - [`server`]: listener, connection limit, graceful shutdown, reload on SIGHUP.
 //! - [`client`]: an async client of the binary protocol, used by the CLI and tests.
 //! - [`cli`]: the `outpost` command's subcommands.
 //!
@@ -18,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 mod bridge_source;
 pub mod cli;
 pub mod client;
