@@ -9,7 +9,7 @@
 //!   commit; [`log::retention`] deletes old batches.
 //! - [`wire`]: the binary protocol on the broker side (frames from `outpost-firmware`).
 //! - [`auth`]: the password file, ACL rules and their checks, shared by both listeners.
-//! - [`server`]: listener, connection limit, graceful shutdown, reload on SIGHUP.
+//! - [`server`]: listener, connection limit, graceful shutdown; [`reload`]: SIGHUP.
 //! - [`client`]: an async client of the binary protocol, used by the CLI and tests.
 //! - [`cli`]: the `outpost` command's subcommands.
 //!
@@ -27,6 +27,7 @@ pub mod config;
 pub mod ingest;
 pub mod log;
 pub mod mqtt;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod wire;

@@ -2,7 +2,8 @@
 //!
 //! Shutdown order: stop accepting; let each connection finish its in-flight requests (bounded
 //! wait) so their acks go out; then drain the log writer, which commits durably and stops.
-//! A connection limit refuses extra connections with a `BUSY` error frame.
+//! A connection limit refuses extra connections with a `BUSY` error frame. SIGHUP reloads
+//! what [`crate::reload`] lists (the password file and the ACL).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio::task::JoinSet;
 
 use tokio::sync::watch;
 
+use crate::auth::Security;
 use crate::config::Config;
 use crate::log::{Log, OpenError};
 use crate::mqtt::broker::Broker;
@@ -37,6 +39,12 @@ pub enum ServeError {
     /// A bridge could not start (TLS files, stored checkpoints).
     #[error("{0}")]
     Bridge(String),
+    /// The password file or the ACL cannot be used.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// SIGHUP could not be taken over.
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(#[source] std::io::Error),
     /// The listener could not be bound.
     #[error(
         "cannot listen on {addr}: {source} (is another broker using the port? set {key} in the config)"
@@ -63,6 +71,8 @@ pub struct Server {
     /// Every bridge's status, as `BridgeStatus` requests report it. Bridges started for this
     /// server must register on this same board.
     pub bridges: outpost_bridge::StatusBoard,
+    /// Authentication and ACL state of both listeners (its counters too).
+    pub security: Security,
     bridge_tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<()>,
@@ -72,6 +82,8 @@ pub struct Server {
 impl Server {
     /// Opens the log and binds the listener; serving starts at once in the background.
     pub async fn start(config: Config) -> Result<Self, ServeError> {
+        let security = Security::open(&config.auth)?;
+        let hup = crate::reload::listen().map_err(ServeError::Signal)?;
         let log = Log::open(&config)?;
         // One board for the whole server: the wire connections read it, the bridges'
         // forwarders write it.
@@ -85,6 +97,9 @@ impl Server {
         let listener = TcpListener::bind(addr).await.map_err(bind)?;
         let wire_addr = listener.local_addr().map_err(bind)?;
         let shutdown = Shutdown::new();
+        // Everything SIGHUP re-reads (TLS certificates belong here too).
+        let reloadable: Vec<Arc<dyn crate::reload::Reload>> = vec![Arc::new(security.clone())];
+        tokio::spawn(crate::reload::run(hup, reloadable, shutdown.subscribe()));
         // Bridges first: they place their retention holds before retention's first pass.
         let mut bridge_tasks = Vec::new();
         for b in &config.bridges {
@@ -112,12 +127,13 @@ impl Server {
         };
         let limit = Arc::new(Semaphore::new(config.wire.max_connections as usize));
         let (mqtt_addr, mqtt_task) = if config.mqtt.enabled {
-            let (addr, task) = start_mqtt(&config, &log, &shutdown).await?;
+            let (addr, task) = start_mqtt(&config, &log, &shutdown, &security).await?;
             (Some(addr), Some(task))
         } else {
             (None, None)
         };
         let (wire_log, wire_bridges, wire_stop) = (log.clone(), bridges.clone(), shutdown.clone());
+        let wire_security = security.clone();
         let task = tokio::spawn(accept_loop(
             listener,
             shutdown.clone(),
@@ -126,10 +142,11 @@ impl Server {
                 let permit = limit.clone().try_acquire_owned().ok();
                 let (log, bridges) = (wire_log.clone(), wire_bridges.clone());
                 let shutdown = wire_stop.clone();
+                let security = wire_security.clone();
                 Some(async move {
                     match permit {
                         Some(permit) => {
-                            connection::serve(stream, log, bridges, conn, shutdown).await;
+                            connection::serve(stream, log, bridges, conn, shutdown, security).await;
                             drop(permit);
                         }
                         None => {
@@ -145,6 +162,7 @@ impl Server {
             mqtt_addr,
             log,
             bridges,
+            security,
             bridge_tasks,
             shutdown,
             task,
@@ -174,10 +192,16 @@ async fn start_mqtt(
     config: &Config,
     log: &Log,
     shutdown: &Shutdown,
+    security: &Security,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
     let m = &config.mqtt;
     let broker = Broker::open(log.clone(), m, config.log.batch_max_bytes as usize)
         .map_err(ServeError::Mqtt)?;
+    let counters = security.clone();
+    broker.set_sys_source(Box::new(move || {
+        crate::auth::sys_topics(&counters.denials())
+    }));
+    let security = security.clone();
     let addr = m.listen;
     let bind = |source| ServeError::Bind {
         key: "[mqtt] listen",
@@ -222,6 +246,7 @@ async fn start_mqtt(
                 conn,
                 stop.clone(),
                 live >= max,
+                security.clone(),
             ))
         },
     ));

@@ -35,6 +35,28 @@ use acl::{AclRules, SessionRules, Who};
 use password::PasswordDb;
 use verifier::Verifier;
 
+/// A password as received, kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps password bytes.
+    pub fn new(bytes: &[u8]) -> Self {
+        Self(bytes.to_vec())
+    }
+
+    /// The bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 /// Why the security files cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -270,6 +292,22 @@ impl Security {
     pub fn denials(&self) -> DenialCounts {
         self.inner.denials.snapshot()
     }
+}
+
+/// The refusal counters as `$SYS/` topics and values.
+pub fn sys_topics(d: &DenialCounts) -> Vec<(&'static str, String)> {
+    vec![
+        ("$SYS/broker/auth/failures", d.auth.to_string()),
+        ("$SYS/broker/auth/reloads", d.reloads.to_string()),
+        (
+            "$SYS/broker/auth/reload_failures",
+            d.reload_failures.to_string(),
+        ),
+        ("$SYS/broker/acl/denied/publish", d.publish.to_string()),
+        ("$SYS/broker/acl/denied/subscribe", d.subscribe.to_string()),
+        ("$SYS/broker/acl/denied/consume", d.consume.to_string()),
+        ("$SYS/broker/acl/denied/admin", d.admin.to_string()),
+    ]
 }
 
 /// Reads the configured files.
