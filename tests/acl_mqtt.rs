@@ -247,14 +247,24 @@ fn sighup_changes_the_outcome_and_a_broken_file_keeps_the_rules() {
     carol.password = Some(b"carol-pw");
     assert_eq!(Raw::handshake(&b.mqtt_addr, &carol).1.code, 0x86);
 
-    // New rules and a new user, then SIGHUP: the live session and new logins see them.
+    let mut bob = login(&b, Protocol::V5, "bob", "bob-live");
+    bob.subscribe("public/#", QoS::AtMostOnce);
+    bob.subscribe("users/bob/#", QoS::AtMostOnce);
+
+    // New rules (alice may publish to extra/, nobody may read public/ any more) and a new
+    // user, then SIGHUP: the live sessions and new logins see them.
     let grant = "\n[[rule]]\nuser = \"alice\"\naccess = \"allow\"\nactions = [\"publish\"]\ntopics = [\"extra/#\"]\n";
-    std::fs::write(&acl_file, format!("{ACL}{grant}")).unwrap();
+    let rules = ACL.replace("public/#", "open/#");
+    std::fs::write(&acl_file, format!("{rules}{grant}")).unwrap();
     add_user(&dir.path().join("passwd"), "carol", "carol-pw");
     sighup(&b);
     wait_sys(&mut admin, "$SYS/broker/auth/reloads", "1");
     assert_eq!(a.publish("extra/x", b"2", QoS::AtLeastOnce, false), 0);
     assert_eq!(Raw::handshake(&b.mqtt_addr, &carol).1.code, 0);
+    // The revoked subscription delivers nothing more; the other one goes on.
+    admin.publish("public/x", b"revoked", QoS::AtLeastOnce, false);
+    admin.publish("users/bob/x", b"still", QoS::AtLeastOnce, false);
+    assert_eq!(bob.next_msg().text(), "still");
 
     // A broken file: the reload fails, names the file and line, and the rules stay.
     std::fs::write(&acl_file, "[[rule]]\naccess = \"allow\"\ntopics = 7\n").unwrap();

@@ -366,7 +366,7 @@ fn substitute(level: &str, user: Option<&str>, client_id: &str) -> Option<String
     let mut rest = level;
     while let Some(at) = rest.find('%') {
         out.push_str(&rest[..at]);
-        let value = match rest[at..].as_bytes().get(1) {
+        let value = match rest.as_bytes().get(at + 1) {
             Some(b'u') => Some(user.filter(|u| safe_value(u))?),
             Some(b'c') => Some(Some(client_id).filter(|c| safe_value(c))?),
             _ => None,
@@ -779,6 +779,22 @@ topics = ["y"]
         }
         let err = AclRules::parse(Path::new("f"), "\n\n[[rule]]\nuser = \"a\"\nclient_id = \"b\"\naccess = \"allow\"\nactions = [\"all\"]\ntopics = [\"#\"]\n").unwrap_err();
         assert!(err.to_string().contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn the_example_file_parses_and_means_what_it_says() {
+        let acl = rules(include_str!("../../examples/acl.toml"));
+        let s = acl.compile(who(Some("k7"), "k7-dev"));
+        assert!(s.check_name(Action::Publish, "sensors/k7/temp").allowed);
+        assert!(!s.check_name(Action::Publish, "sensors/k8/temp").allowed);
+        assert!(s.check_filter("commands/k7-dev/#").allowed);
+        assert!(!s.check_filter("config/#").allowed);
+        let d = acl.compile(who(Some("dashboard"), "dash"));
+        assert!(d.check_filter("sensors/#").allowed);
+        assert!(d.check_name(Action::Consume, "sensors").allowed);
+        assert!(!d.check_name(Action::Admin, "sensors").allowed);
+        let admin = acl.compile(who(Some("admin"), "ops"));
+        assert!(admin.check_name(Action::Publish, "config/x").allowed);
     }
 
     #[test]

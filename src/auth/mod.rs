@@ -335,8 +335,13 @@ pub struct Permissions {
 }
 
 impl Permissions {
+    /// Whether the rules were reloaded since this client's were compiled.
+    pub fn is_stale(&self) -> bool {
+        self.security.inner.generation.load(Ordering::Acquire) != self.generation
+    }
+
     /// Recompiles the rules if they were reloaded since.
-    fn refresh(&mut self) {
+    pub fn refresh(&mut self) {
         let now = self.security.inner.generation.load(Ordering::Acquire);
         if now == self.generation {
             return;

@@ -16,7 +16,9 @@
 //! get PUBACK/PUBREC 0x87 on v5, and on 3.1.1, which has no negative acknowledgement
 //! ([MQTT-3.3.5]: acknowledge or close), a positive one. Each SUBSCRIBE filter is checked:
 //! refused ones get 0x87 (v3: 0x80). A resumed session's stored subscriptions are checked
-//! again at CONNECT, and the refused ones removed.
+//! again at CONNECT, and after a reload of the rules when the connection next wakes; the
+//! refused ones are removed. Each delivery is checked too (`subscribe` on its topic): what
+//! a subscription granted under older rules still routes is dropped, not sent.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -135,6 +137,7 @@ impl Conn {
         let mut buf: Vec<u8> = Vec::new();
         let mut stop = shutdown.subscribe();
         let close = 'conn: loop {
+            self.follow_reload().await;
             self.pull_deliveries();
             if let Err(close) = self.perform().await {
                 break close;
@@ -245,6 +248,8 @@ impl Conn {
     }
 
     /// Moves deliveries from the session's queue into the session while there is room.
+    /// A delivery the client's rules do not let it receive (its subscription was granted
+    /// under rules reloaded since) is dropped and its queue row forgotten.
     fn pull_deliveries(&mut self) {
         let Some(a) = &self.attached else {
             return;
@@ -254,6 +259,14 @@ impl Conn {
             let Some(d) = a.slot.pop(self.session.send_quota()) else {
                 break;
             };
+            if let Some(p) = self.permissions.as_deref_mut() {
+                if !p.check(auth::Action::Subscribe, &d.msg.topic).allowed {
+                    if let Some(op) = self.broker.delivery_ops(&a.slot, &d, true) {
+                        self.rows.push(op);
+                    }
+                    continue;
+                }
+            }
             self.broker.count_sent(d.msg.payload.len());
             self.session.deliver(d, now_ms);
         }
@@ -393,7 +406,7 @@ impl Conn {
                 match Box::pin(self.broker.connect(&info)).await {
                     Ok(mut attached) => {
                         if attached.session_present {
-                            Box::pin(self.recheck_subscriptions(&attached)).await;
+                            Box::pin(self.recheck_subscriptions(&attached.slot)).await;
                         }
                         let state = std::mem::take(&mut attached.state);
                         self.session.connected(
@@ -494,15 +507,35 @@ impl Conn {
         }
     }
 
-    /// A resumed session keeps its subscriptions; drop the ones the rules no longer allow.
-    async fn recheck_subscriptions(&mut self, attached: &super::broker::Attached) {
+    /// After a reload of the rules (SIGHUP), drops the subscriptions they no longer allow.
+    /// Checked whenever the connection wakes (a delivery, a packet, a timer): deliveries
+    /// routed before that may still go out.
+    async fn follow_reload(&mut self) {
+        if !self
+            .permissions
+            .as_deref()
+            .is_some_and(Permissions::is_stale)
+        {
+            return;
+        }
+        if let Some(slot) = self.attached.as_ref().map(|a| a.slot.clone()) {
+            Box::pin(self.recheck_subscriptions(&slot)).await;
+        }
+        if let Some(p) = self.permissions.as_deref_mut() {
+            p.refresh();
+        }
+    }
+
+    /// A resumed session keeps its subscriptions, and reloaded rules may refuse some: drop
+    /// the ones the rules do not allow (each counted and logged as a refused subscribe).
+    async fn recheck_subscriptions(&mut self, slot: &std::sync::Arc<super::broker::Slot>) {
         let Some(p) = self.permissions.as_deref_mut() else {
             return;
         };
         let max_levels = self.broker.max_topic_levels();
         let denied: Vec<String> = self
             .broker
-            .session_filters(&attached.slot)
+            .session_filters(slot)
             .into_iter()
             .filter(|f| {
                 topic::parse_filter(f, max_levels)
@@ -510,7 +543,7 @@ impl Conn {
             })
             .collect();
         if !denied.is_empty() {
-            self.broker.unsubscribe(&attached.slot, &denied).await;
+            self.broker.unsubscribe(slot, &denied).await;
         }
     }
 
