@@ -115,7 +115,8 @@ pub struct AuthConfig {
     /// Accept clients without credentials; `None` means: yes without a password file, no
     /// with one.
     pub allow_anonymous: Option<bool>,
-    /// Password verifications running at once (each holds argon2's memory, 7 MiB).
+    /// Password verification threads (each keeps argon2's memory, 7 MiB, from the first
+    /// login on).
     pub max_concurrent_verifications: u32,
     /// Verifications waiting for a turn; logins beyond are answered "server busy".
     pub max_waiting_verifications: u32,
@@ -516,9 +517,9 @@ sys_interval_secs = 10
 # ACL file, anything it does not allow is denied; without one, everything is allowed.
 # Reloaded on SIGHUP.
 # acl_file = "/etc/outpost/acl.toml"
-# Password checks (argon2id, about 7 MiB each) running at once; more wait, and logins beyond
-# max_waiting_verifications are answered "server busy" (a reconnect storm after a reboot
-# cannot exhaust a small gateway's memory).
+# Password checks (argon2id) run on this many threads, each keeping 7 MiB of memory from the
+# first login on; more logins wait, and those beyond max_waiting_verifications are answered
+# "server busy" (a reconnect storm after a reboot cannot exhaust a small gateway's memory).
 max_concurrent_verifications = 2
 max_waiting_verifications = 128
 

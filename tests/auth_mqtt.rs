@@ -221,3 +221,42 @@ fn anonymous_explicitly_allowed_with_a_password_file() {
     assert_eq!(Raw::handshake(&addr, &c).1.code, 4);
     b.stop();
 }
+
+/// A broken ACL or password file: `outpost config check` and `outpost serve` name the file
+/// and the line, and the broker does not start.
+#[test]
+fn broken_security_files_are_named_with_their_line() {
+    let dir = temp_dir();
+    let acl = dir.path().join("acl.toml");
+    std::fs::write(
+        &acl,
+        "[[rule]]\naccess = \"allow\"\nactions = [\"publish\"]\ntopics = [\"a/#/b\"]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("outpost.toml");
+    let text = format!("[auth]\nacl_file = {:?}\n", acl.display().to_string());
+    std::fs::write(&config, &text).unwrap();
+    let mut check = Command::new(common::bin());
+    check.args(["config", "check"]).arg(&config);
+    let out = output(check, "");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&acl.display().to_string()) && err.contains("rule 1 (line 1)"),
+        "{err}"
+    );
+    let refused = Broker::try_start(&dir.path().join("data"), &text)
+        .err()
+        .unwrap_or_default();
+    assert!(refused.contains("a/#/b"), "{refused}");
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, "# users\nalice:not-a-hash\n").unwrap();
+    let text = format!(
+        "[auth]\npassword_file = {:?}\n",
+        passwd.display().to_string()
+    );
+    let refused = Broker::try_start(&dir.path().join("data2"), &text)
+        .err()
+        .unwrap_or_default();
+    assert!(refused.contains("line 2"), "{refused}");
+}

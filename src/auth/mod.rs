@@ -223,14 +223,17 @@ impl Security {
                 user: Some(user.into()),
             });
         }
-        let result = self.check_credentials(&login).await;
-        if let Err((refusal, why)) = result {
-            self.inner
-                .denials
-                .auth(login.client_id, login.username, why);
-            return Err(refusal);
+        match self.check_credentials(&login).await {
+            Ok(identity) => Ok(identity),
+            // Not a failed login: the client retries.
+            Err((Refusal::Busy, _)) => Err(Refusal::Busy),
+            Err((refusal, why)) => {
+                self.inner
+                    .denials
+                    .auth(login.client_id, login.username, why);
+                Err(refusal)
+            }
         }
-        result.map_err(|(r, _)| r)
     }
 
     async fn check_credentials(

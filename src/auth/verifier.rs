@@ -1,17 +1,23 @@
-//! Running password verifications off the async threads, a bounded number at a time.
+//! Running password verifications off the async threads, a bounded number at a time, in
+//! bounded memory.
 //!
-//! An argon2 verification takes milliseconds of CPU and `m` KiB of memory. After a gateway
-//! reboots, hundreds of devices reconnect at once: run them all and the memory multiplies,
-//! run them on the async threads and every connection stalls. So at most `concurrency` run
-//! at once (each on `spawn_blocking`), at most `max_waiting` more wait for a turn, and any
-//! beyond that are answered "busy" at once (MQTT: CONNACK server busy; binary protocol:
-//! `BUSY`), to retry after their back-off.
+//! An argon2 verification takes milliseconds of CPU and `m` KiB of memory (7 MiB with our
+//! parameters). After a gateway reboots, hundreds of devices reconnect at once: run their
+//! verifications all at once and the memory multiplies; run them on the async threads and
+//! every connection stalls; run them on `spawn_blocking` and each of the pool's threads keeps
+//! a freed 7 MiB chunk in its own allocator arena (measured: 237 MiB RSS after 100 logins).
+//!
+//! So `concurrency` dedicated threads verify, each in one argon2 memory buffer it keeps and
+//! reuses (at most `concurrency` × `m` KiB in all, from the first login on); at most
+//! `max_waiting` logins wait in a bounded queue, and any beyond are answered busy at once
+//! (MQTT: CONNACK server busy; binary protocol: `BUSY`), to retry after their back-off. The
+//! threads start with the first verification and end when the [`Verifier`] is dropped.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::phc::PasswordHash;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use super::password;
 
@@ -25,22 +31,30 @@ pub const DEFAULT_MAX_WAITING: u32 = 128;
 #[error("too many logins are being verified; try again later")]
 pub struct Busy;
 
+/// One verification to run.
+struct Job {
+    hash: PasswordHash,
+    password: Vec<u8>,
+    reply: oneshot::Sender<bool>,
+}
+
 /// Bounded password verification (a cheap-clone handle).
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    permits: Arc<Semaphore>,
-    /// Verifications waiting or running.
-    in_progress: Arc<AtomicUsize>,
-    /// Bound of `in_progress`: concurrency plus the waiting places.
-    limit: usize,
+    inner: Arc<Inner>,
 }
 
-/// Takes a place back when dropped (also when the waiting call is cancelled).
-struct Place<'a>(&'a AtomicUsize);
+#[derive(Debug)]
+struct Inner {
+    concurrency: usize,
+    max_waiting: usize,
+    /// The queue to the threads, created (and the threads started) at first use.
+    queue: OnceLock<SyncSender<Job>>,
+}
 
-impl Drop for Place<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job(..)")
     }
 }
 
@@ -48,29 +62,67 @@ impl Verifier {
     /// A verifier running `concurrency` (at least 1) verifications at once with
     /// `max_waiting` waiting.
     pub fn new(concurrency: u32, max_waiting: u32) -> Self {
-        let concurrency = concurrency.max(1) as usize;
         Self {
-            permits: Arc::new(Semaphore::new(concurrency)),
-            in_progress: Arc::new(AtomicUsize::new(0)),
-            limit: concurrency + max_waiting as usize,
+            inner: Arc::new(Inner {
+                concurrency: concurrency.max(1) as usize,
+                max_waiting: max_waiting as usize,
+                queue: OnceLock::new(),
+            }),
         }
     }
 
-    /// Whether `password` matches `hash`, verified on a blocking thread when a turn is free.
+    fn queue(&self) -> &SyncSender<Job> {
+        self.inner.queue.get_or_init(|| {
+            let (tx, rx) = sync_channel(self.inner.max_waiting);
+            let rx = Arc::new(Mutex::new(rx));
+            for i in 0..self.inner.concurrency {
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("outpost-verify-{i}"))
+                    .spawn(move || work(&rx));
+                if let Err(e) = spawned {
+                    // With no thread at all, logins wait until answered busy by the full
+                    // queue: nothing hangs for good.
+                    tracing::error!(error = %e, "cannot start a password verification thread");
+                }
+            }
+            tx
+        })
+    }
+
+    /// Whether `password` matches `hash`, verified on a verification thread when a turn is
+    /// free; [`Busy`] when the queue is full.
     pub async fn verify(&self, hash: PasswordHash, password: Vec<u8>) -> Result<bool, Busy> {
-        if self.in_progress.fetch_add(1, Ordering::AcqRel) >= self.limit {
-            self.in_progress.fetch_sub(1, Ordering::AcqRel);
-            return Err(Busy);
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            hash,
+            password,
+            reply,
+        };
+        match self.queue().try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return Err(Busy),
         }
-        let _place = Place(&self.in_progress);
-        // The semaphore is never closed.
-        let _permit = self.permits.acquire().await.map_err(|_| Busy)?;
-        // A panic in the verification (there is none on any input) counts as a mismatch.
-        Ok(
-            tokio::task::spawn_blocking(move || password::verify(&hash, &password))
-                .await
-                .unwrap_or(false),
-        )
+        // A thread that died mid-job (there is no panic on any input) drops the reply.
+        Ok(answer.await.unwrap_or(false))
+    }
+}
+
+/// A verification thread: takes jobs until the verifier is dropped, reusing one buffer.
+fn work(rx: &Mutex<Receiver<Job>>) {
+    let mut memory = Vec::new();
+    loop {
+        // Held only while taking a job; a poisoned lock still guards a valid receiver.
+        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(job) = job else {
+            return;
+        };
+        if job.reply.is_closed() {
+            // The client is gone (connection closed while waiting): skip the work.
+            continue;
+        }
+        let ok = password::verify_in(&job.hash, &job.password, &mut memory);
+        let _ = job.reply.send(ok);
     }
 }
 
@@ -79,15 +131,23 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn excess_waiters_are_busy() {
-        let v = Verifier::new(1, 0);
+    async fn verifies_and_turns_excess_away() {
         let hash = PasswordHash::new(&password::hash_password(b"pw").unwrap()).unwrap();
+        let v = Verifier::new(1, 4);
         assert_eq!(v.verify(hash.clone(), b"pw".to_vec()).await, Ok(true));
         assert_eq!(v.verify(hash.clone(), b"no".to_vec()).await, Ok(false));
-        assert_eq!(v.in_progress.load(Ordering::Relaxed), 0);
-        // With no waiting place, a call while another runs is busy.
-        v.in_progress.fetch_add(1, Ordering::Relaxed);
-        assert_eq!(v.verify(hash, b"pw".to_vec()).await, Err(Busy));
-        assert_eq!(v.in_progress.load(Ordering::Relaxed), 1);
+        // A burst far beyond the queue: some run, the rest are busy, none hangs.
+        let burst: Vec<_> = (0..40)
+            .map(|_| {
+                let (v, h) = (v.clone(), hash.clone());
+                tokio::spawn(async move { v.verify(h, b"pw".to_vec()).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in burst {
+            results.push(t.await.unwrap());
+        }
+        assert!(results.contains(&Ok(true)) && results.contains(&Err(Busy)));
+        assert!(results.iter().all(|r| *r == Ok(true) || *r == Err(Busy)));
     }
 }

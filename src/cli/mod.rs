@@ -98,6 +98,9 @@ pub enum CliError {
     /// A password file could not be used.
     #[error(transparent)]
     Passwd(#[from] crate::auth::password::PasswordFileError),
+    /// The password file or ACL named in the configuration cannot be used.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// `outpost passwd` failed otherwise.
     #[error(transparent)]
     PasswdUsage(#[from] passwd::PasswdError),
