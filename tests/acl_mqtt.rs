@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::auth::{add_user, consume_as_admin, output, password_of, secure_broker, sighup, ACL};
 use common::mqtt::{connect, publish, qos_opts, In, Raw, RecvError};
 use common::{header, temp_dir, Broker};
-use outpost::mqtt::packet::{Protocol, QoS, Will};
+use outpost::mqtt::packet::{Packet, Protocol, QoS, Will};
 
 /// `[mqtt]` for the tests that read `$SYS` (updated every second).
 const SYS_EVERY_SECOND: &str = "[mqtt]\nlisten = \"127.0.0.1:0\"\nsys_interval_secs = 1\n";
@@ -55,6 +55,29 @@ fn denied_publish_is_answered_and_never_stored_or_routed() {
         v5.publish("users/alice/a", b"yes-1", QoS::AtLeastOnce, false),
         0
     );
+    // Pipelined, allowed and denied: PUBACKs in PUBLISH order [MQTT-4.6.0-2].
+    let sent: Vec<(u16, &str)> = ["users/alice/p", "users/bob/p", "users/alice/p"]
+        .into_iter()
+        .map(|topic| {
+            let mut p = publish(topic, b"pipelined", QoS::AtLeastOnce, false);
+            p.packet_id = v5.pid();
+            v5.send(&Packet::Publish(p));
+            (p.packet_id, topic)
+        })
+        .collect();
+    let acks: Vec<(u16, u8)> = (0..3)
+        .map(|_| {
+            v5.recv_until("PUBACK", |p| match p {
+                In::PubAck(id, reason) => Some((*id, *reason)),
+                _ => None,
+            })
+        })
+        .collect();
+    let expected: Vec<(u16, u8)> = sent
+        .iter()
+        .map(|&(id, t)| (id, if t == "users/bob/p" { 0x87 } else { 0 }))
+        .collect();
+    assert_eq!(acks, expected);
 
     // 3.1.1 has no negative PUBACK: the denied message is acknowledged and discarded.
     let mut v3 = login(&b, Protocol::V311, "alice", "alice-3");
@@ -74,14 +97,15 @@ fn denied_publish_is_answered_and_never_stored_or_routed() {
     v3.ping();
 
     // The subscriber gets the allowed messages, in order, and nothing denied.
-    assert_eq!(admin.next_msg().text(), "yes-1");
-    assert_eq!(admin.next_msg().text(), "yes-2");
+    for expected in ["yes-1", "pipelined", "pipelined", "yes-2"] {
+        assert_eq!(admin.next_msg().text(), expected);
+    }
     let records = consume_as_admin(&b, "users", 100);
     let values: Vec<&str> = records
         .iter()
         .map(|r| r["value"].as_str().unwrap())
         .collect();
-    assert_eq!(values, ["yes-1", "yes-2"]);
+    assert_eq!(values, ["yes-1", "pipelined", "pipelined", "yes-2"]);
     assert_eq!(header(&records[0], "mqtt.topic"), Some("users/alice/a"));
     // The denied retained message was not kept either: retained messages follow the
     // SUBACK at once, so they would be here before the PINGRESP.
