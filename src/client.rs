@@ -270,7 +270,52 @@ pub struct NewRecord {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+/// A user name and password for brokers that require a login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
+    /// Connects, says hello and, with `credentials`, logs in (`Authenticate`). A refused
+    /// login is [`ClientError::Broker`] with `NOT_AUTHORIZED`.
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Self, ClientError> {
+        let client = Self::connect(addr, client_id).await?;
+        if let Some(c) = credentials {
+            client.authenticate(&c.user, c.password.as_bytes()).await?;
+        }
+        Ok(client)
+    }
+
+    /// Logs in with a user name and password.
+    pub async fn authenticate(&self, user: &str, password: &[u8]) -> Result<(), ClientError> {
+        let id = self.next_id();
+        let frame = Frame::Authenticate {
+            request_id: id,
+            username: user,
+            password,
+        };
+        let reply = tokio::time::timeout(CONNECT_TIMEOUT, self.call_raw(id, &frame))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        expect_done(reply)
+    }
+
     /// Connects and says hello.
     pub async fn connect(addr: &str, client_id: &str) -> Result<Self, ClientError> {
         let stream = tcp_connect(addr).await?;

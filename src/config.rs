@@ -79,6 +79,10 @@ pub const DEFAULT_MQTT_SYS_INTERVAL_SECS: u32 = 10;
 /// 9883 continues Outpost's x883 family (1883 MQTT, 7883 binary protocol, 8883 MQTT over TLS)
 /// inside the 9xxx range where Prometheus exporters live.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9883";
+/// Default password verifications running at once.
+pub const DEFAULT_AUTH_CONCURRENCY: u32 = crate::auth::verifier::DEFAULT_CONCURRENCY;
+/// Default password verifications waiting for a turn.
+pub const DEFAULT_AUTH_WAITING: u32 = crate::auth::verifier::DEFAULT_MAX_WAITING;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -103,6 +107,8 @@ pub struct Config {
     pub bridges: Vec<outpost_bridge::config::BridgeConfig>,
     /// The metrics and health HTTP listener.
     pub metrics: MetricsConfig,
+    /// `[auth]`: password file, ACL, anonymous access.
+    pub auth: AuthConfig,
 }
 
 /// `[metrics]`: Prometheus metrics, `/healthz` and `/readyz` over HTTP.
@@ -123,6 +129,44 @@ impl Default for MetricsConfig {
             listen: DEFAULT_METRICS_LISTEN
                 .parse()
                 .expect("valid default address"),
+        }
+    }
+}
+
+/// `[auth]`: who may connect (password file) and what they may do (ACL); see
+/// [`crate::auth`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `user:PHC-hash` lines, managed by `outpost passwd`; `None`: no password checks.
+    pub password_file: Option<PathBuf>,
+    /// ACL rules (TOML); `None`: every client may do everything.
+    pub acl_file: Option<PathBuf>,
+    /// Accept clients without credentials; `None` means: yes without a password file, no
+    /// with one.
+    pub allow_anonymous: Option<bool>,
+    /// Password verification threads (each keeps argon2's memory, 7 MiB, from the first
+    /// login on).
+    pub max_concurrent_verifications: u32,
+    /// Verifications waiting for a turn; logins beyond are answered "server busy".
+    pub max_waiting_verifications: u32,
+}
+
+impl AuthConfig {
+    /// Whether clients without credentials are accepted.
+    pub fn allow_anonymous(&self) -> bool {
+        self.allow_anonymous.unwrap_or(self.password_file.is_none())
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            password_file: None,
+            acl_file: None,
+            allow_anonymous: None,
+            max_concurrent_verifications: DEFAULT_AUTH_CONCURRENCY,
+            max_waiting_verifications: DEFAULT_AUTH_WAITING,
         }
     }
 }
@@ -342,6 +386,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             bridges: Vec::new(),
             metrics: MetricsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -564,6 +609,25 @@ sys_interval_secs = 10
 # filter = "debug/#"
 # store = false                      # delivered to subscribers, not stored
 
+[auth]
+# Authentication: with a password file, ANONYMOUS ACCESS IS OFF: MQTT clients and
+# binary-protocol clients must log in with a user name and password from this file (manage it
+# with `outpost passwd add|delete|list FILE USER`). Without one, every client is accepted and
+# a user name is taken as given. Reloaded on SIGHUP.
+# password_file = "/etc/outpost/passwd"
+# Accept clients without credentials. Default: true without a password file, false with
+# one; true with a password file is allowed (and logged at start).
+# allow_anonymous = false
+# Authorization: rules per user / client id on topic filters (see examples/acl.toml). With an
+# ACL file, anything it does not allow is denied; without one, everything is allowed.
+# Reloaded on SIGHUP.
+# acl_file = "/etc/outpost/acl.toml"
+# Password checks (argon2id) run on this many threads, each keeping 7 MiB of memory from the
+# first login on; more logins wait, and those beyond max_waiting_verifications are answered
+# "server busy" (a reconnect storm after a reboot cannot exhaust a small gateway's memory).
+max_concurrent_verifications = 2
+max_waiting_verifications = 128
+
 # Bridges forward log topics to an upstream MQTT broker, at least once, resuming from a
 # checkpoint in the log file after any outage or restart. None by default. Example:
 #
@@ -680,7 +744,21 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mqtt = &self.mqtt;
-        let checks: [(bool, &'static str, &'static str, &'static str); 15] = [
+        let auth = &self.auth;
+        let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        let checks: [(bool, &'static str, &'static str, &'static str); 17] = [
+            (
+                empty(&auth.password_file) || empty(&auth.acl_file),
+                "auth.password_file / auth.acl_file",
+                "is empty",
+                "give a path, or remove the key to turn the feature off",
+            ),
+            (
+                auth.max_concurrent_verifications == 0,
+                "auth.max_concurrent_verifications",
+                "is 0",
+                "use a positive number, e.g. 2",
+            ),
             (
                 mqtt.max_packet_bytes < 1024,
                 "mqtt.max_packet_bytes",

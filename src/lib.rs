@@ -12,6 +12,8 @@
 //! - [`tls`]: rustls server configuration per TLS listener, reloadable; client certificate
 //!   identities. [`transport`]: a connection's stream, plain TCP or TLS.
 //! - [`admin`]: Prometheus metrics, `/healthz` and `/readyz` over HTTP.
+//! - [`auth`]: the password file, ACL rules and their checks, shared by both listeners.
+//! - [`server`]: listener, connection limit, graceful shutdown; [`reload`]: SIGHUP.
 //! - [`client`]: an async client of the binary protocol, used by the CLI and tests.
 //! - [`cli`]: the `outpost` command's subcommands.
 //!
@@ -22,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod auth;
 mod bridge_source;
 pub mod cli;
 pub mod client;
@@ -29,6 +32,7 @@ pub mod config;
 pub mod ingest;
 pub mod log;
 pub mod mqtt;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod tls;

@@ -2,7 +2,8 @@
 //!
 //! Shutdown order: stop accepting; let each connection finish its in-flight requests (bounded
 //! wait) so their acks go out; then drain the log writer, which commits durably and stops.
-//! A connection limit refuses extra connections with a `BUSY` error frame.
+//! A connection limit refuses extra connections with a `BUSY` error frame. SIGHUP reloads
+//! what [`crate::reload`] lists: the password file, the ACL and the TLS certificates.
 //!
 //! The metrics listener (`[metrics]`) is bound first and stopped last: `/readyz` answers 503
 //! while the log is recovered and throughout the drain, 200 only in between.
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::admin::counters::ConnectionStats;
 use crate::admin::{AdminServer, Health, Readiness};
+use crate::auth::Security;
 use crate::config::{Config, TlsListenerConfig};
 use crate::log::{Log, OpenError};
 use crate::mqtt::broker::Broker;
@@ -44,6 +46,12 @@ pub enum ServeError {
     /// A bridge could not start (TLS files, stored checkpoints).
     #[error("{0}")]
     Bridge(String),
+    /// The password file or the ACL cannot be used.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// SIGHUP could not be taken over.
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(#[source] std::io::Error),
     /// A TLS listener's certificate, key or CA file could not be used.
     #[error(transparent)]
     Tls(crate::tls::TlsError),
@@ -81,8 +89,8 @@ pub struct Server {
     /// Every bridge's status, as `BridgeStatus` requests report it. Bridges started for this
     /// server must register on this same board.
     pub bridges: outpost_bridge::StatusBoard,
-    /// The TLS listeners' configurations, reloaded by [`Server::reload`].
-    tls: Vec<Arc<ServerTls>>,
+    /// Authentication and ACL state of both listeners (its counters too).
+    pub security: Security,
     bridge_tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -183,6 +191,9 @@ impl Server {
     pub async fn start(config: Config) -> Result<Self, ServeError> {
         let health = Health::new();
         let admin = start_admin(&config, &health).await?;
+        let security = Security::open(&config.auth)?;
+        // Before anything is announced: a SIGHUP right after start reloads, never kills.
+        let hup = crate::reload::listen().map_err(ServeError::Signal)?;
         let log = Log::open(&config)?;
         // One board for the whole server: the wire connections read it, the bridges'
         // forwarders write it.
@@ -233,16 +244,20 @@ impl Server {
         .into_iter()
         .filter_map(|(name, b)| b.as_ref().map(|b| (name, b.stats.clone())))
         .collect();
+        // Everything SIGHUP re-reads: the password file and ACL, the TLS certificates.
+        let mut reloadable: Vec<Arc<dyn crate::reload::Reload>> = vec![Arc::new(security.clone())];
+        for b in [&wire_tls, &mqtt_tls].into_iter().flatten() {
+            if let Some(tls) = &b.tls {
+                reloadable.push(tls.clone());
+            }
+        }
+        tokio::spawn(crate::reload::run(hup, reloadable, shutdown.subscribe()));
         let mut server = Self {
             wire_addr: addr(&wire_plain),
             wire_tls_addr: addr(&wire_tls),
             mqtt_addr: addr(&mqtt_plain),
             mqtt_tls_addr: addr(&mqtt_tls),
-            tls: [&wire_tls, &mqtt_tls]
-                .into_iter()
-                .flatten()
-                .filter_map(|b| b.tls.clone())
-                .collect(),
+            security,
             log,
             bridges,
             bridge_tasks,
@@ -290,15 +305,20 @@ impl Server {
                 self.bridges.clone(),
                 self.shutdown.clone(),
             );
-            let limit = limit.clone();
+            let (limit, security) = (limit.clone(), self.security.clone());
             self.tasks.push(tokio::spawn(accept_loop(
                 bound,
                 self.shutdown.clone(),
                 "binary protocol",
                 move |incoming| {
                     let permit = limit.clone().try_acquire_owned().ok();
-                    let (log, bridges, shutdown) = (log.clone(), bridges.clone(), stop.clone());
-                    let stats = incoming.stats.clone();
+                    let served = connection::Served {
+                        log: log.clone(),
+                        bridges: bridges.clone(),
+                        security: security.clone(),
+                        stats: incoming.stats.clone(),
+                    };
+                    let shutdown = stop.clone();
                     Some(async move {
                         let addr = incoming.addr;
                         let Some((stream, peer)) = incoming.establish().await else {
@@ -306,14 +326,11 @@ impl Server {
                         };
                         match permit {
                             Some(permit) => {
-                                connection::serve(
-                                    stream, peer, log, bridges, conn, shutdown, stats,
-                                )
-                                .await;
+                                connection::serve(stream, peer, served, conn, shutdown).await;
                                 drop(permit);
                             }
                             None => {
-                                stats.refused();
+                                served.stats.refused();
                                 tracing::warn!(peer = %addr, "connection limit reached; refusing");
                                 refuse_busy(stream).await;
                             }
@@ -334,6 +351,10 @@ impl Server {
         let m = &config.mqtt;
         let broker = Broker::open(self.log.clone(), m, config.log.batch_max_bytes as usize)
             .map_err(ServeError::Mqtt)?;
+        let counters = self.security.clone();
+        broker.set_sys_source(Box::new(move || {
+            crate::auth::sys_topics(&counters.denials())
+        }));
         let conn = MqttConnConfig {
             session: SessionConfig {
                 max_packet_bytes: m.max_packet_bytes,
@@ -357,6 +378,7 @@ impl Server {
         let live = Arc::new(());
         for bound in listeners.into_iter().flatten() {
             let (broker, stop, live) = (broker.clone(), self.shutdown.clone(), live.clone());
+            let security = self.security.clone();
             self.tasks.push(tokio::spawn(accept_loop(
                 bound,
                 self.shutdown.clone(),
@@ -373,32 +395,23 @@ impl Server {
                         tracing::warn!(peer = %incoming.addr, "MQTT connection limit far exceeded; closing");
                         return None;
                     }
-                    let (broker, stop, token) = (broker.clone(), stop.clone(), live.clone());
+                    let shared = mqtt_connection::Shared {
+                        broker: broker.clone(),
+                        security: security.clone(),
+                        io: stats.clone(),
+                    };
+                    let (stop, token) = (stop.clone(), live.clone());
                     Some(async move {
                         let Some((stream, peer)) = incoming.establish().await else {
                             return;
                         };
-                        mqtt_connection::serve(stream, peer, broker, conn, stop, now >= max, stats)
-                            .await;
+                        mqtt_connection::serve(stream, peer, shared, conn, stop, now >= max).await;
                         drop(token);
                     })
                 },
             )));
         }
         Ok(broker)
-    }
-
-    /// Reads the TLS listeners' certificate, key and CA files again (SIGHUP). A listener
-    /// whose files do not load keeps its previous configuration; the error is logged.
-    pub fn reload(&self) {
-        for tls in &self.tls {
-            match tls.reload() {
-                Ok(()) => tracing::info!(listener = tls.listener(), "TLS certificates reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
-                }
-            }
-        }
     }
 
     /// Stops accepting, lets connections finish, drains the writer. Nothing acknowledged is
@@ -527,13 +540,11 @@ async fn refuse_busy(mut stream: Transport) {
     let _ = stream.shutdown().await;
 }
 
-/// Runs the broker until SIGINT/SIGTERM; SIGHUP reloads the TLS certificates. Prints the
+/// Runs the broker until SIGINT/SIGTERM (SIGHUP reloads: see [`crate::reload`]). Prints the
 /// bound addresses on stdout (tests and scripts read them when the configured port is 0).
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;
-    // Before the addresses are printed: whoever reads them may send SIGHUP at once.
-    let mut reload = crate::shutdown::ReloadSignal::new();
     for (what, addr) in [
         ("metrics", server.metrics_addr),
         ("wire", server.wire_addr),
@@ -548,14 +559,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Scripts and tests wait for this line: every listener above is bound and serving.
     println!("outpost: ready");
     tracing::info!(data_dir = %data_dir.display(), gateway_id = server.log.gateway_id(), "serving");
-    let stop = crate::shutdown::os_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = reload.recv() => server.reload(),
-        }
-    }
+    crate::shutdown::os_signal().await;
     tracing::info!("shutting down: draining connections and the log writer");
     let log = server.log.clone();
     server.stop().await;

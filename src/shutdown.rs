@@ -71,38 +71,3 @@ pub async fn os_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-
-/// SIGHUP, the operator's "reload" (`systemctl reload`, `kill -HUP`). Registered once, so a
-/// SIGHUP between two reloads is not lost (nor does it kill the process).
-#[derive(Debug)]
-pub struct ReloadSignal {
-    #[cfg(unix)]
-    hup: Option<tokio::signal::unix::Signal>,
-}
-
-impl ReloadSignal {
-    /// Installs the handler. Must be called inside the runtime.
-    pub fn new() -> Self {
-        Self {
-            #[cfg(unix)]
-            hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
-        }
-    }
-
-    /// Resolves on the next SIGHUP; never where there is no such signal.
-    pub async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(hup) = &mut self.hup {
-            if hup.recv().await.is_some() {
-                return;
-            }
-        }
-        std::future::pending::<()>().await;
-    }
-}
-
-impl Default for ReloadSignal {
-    fn default() -> Self {
-        Self::new()
-    }
-}

@@ -452,3 +452,81 @@ fn unusable_tls_files_stop_the_start_with_the_key_named() {
         .expect("no MQTT listener at all must be refused");
     assert!(err.contains("mqtt.plain"), "{err}");
 }
+
+#[test]
+fn a_client_certificate_names_the_user_for_logins_and_acls() {
+    let dir = temp_dir();
+    let pki = Pki::new(dir.path(), "ca1");
+    // Only admin and the certificate's user (CN sensor-7) have rules; a password file makes
+    // anonymous clients unwelcome.
+    let acl = r##"
+[[rule]]
+user = "admin"
+access = "allow"
+actions = ["all"]
+topics = ["#"]
+
+[[rule]]
+user = "sensor-7"
+access = "allow"
+actions = ["publish"]
+topics = ["users/%u/#", "sensor7"]
+"##;
+    let extra = format!(
+        "client_ca_file = {:?}\nidentity_as_username = \"cn\"",
+        pki.ca.display().to_string()
+    );
+    let tls = pki.section("mqtt.tls", &pki.server_cert, &pki.server_key, &extra)
+        + &pki.section("wire.tls", &pki.server_cert, &pki.server_key, &extra);
+    let (broker, _) = common::auth::secure_broker(dir.path(), acl, &tls);
+    let mqtt = broker.listeners["mqtt-tls"].clone();
+
+    // No user name or password in CONNECT: the certificate logs the client in as sensor-7.
+    let (ok, err) = mosquitto_pub(&mqtt, &pki, true, "users/sensor-7/t", "mine");
+    assert!(ok, "{err}");
+    // 3.1.1: a denied publish is acknowledged and discarded.
+    let (ok, err) = mosquitto_pub(&mqtt, &pki, true, "users/someone-else/t", "theirs");
+    assert!(ok, "{err}");
+    let stored = common::auth::consume_as_admin(&broker, "users", 10);
+    let values: Vec<_> = stored
+        .iter()
+        .map(|r| r["value"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(values, ["mine"], "{stored:?}");
+
+    // The binary protocol over TLS: logged in from Hello on, as sensor-7.
+    let wire = broker.listeners["wire-tls"].clone();
+    runtime().block_on(async {
+        let c = Client::connect_tls(&wire, "dev-7", &pki.client_tls(true))
+            .await
+            .unwrap();
+        c.produce("sensor7", None, &[record(b"ok")], AckMode::Commit)
+            .await
+            .expect("sensor-7 may produce to its topic");
+        let denied = c
+            .produce("other", None, &[record(b"no")], AckMode::Commit)
+            .await
+            .expect_err("not in sensor-7's rules");
+        assert!(denied.to_string().contains("NOT_AUTHORIZED"), "{denied}");
+    });
+
+    // The CLI over TLS with the client certificate, no --user.
+    let out = Command::new(common::bin())
+        .args(["--broker", &wire, "--tls-ca"])
+        .arg(&pki.ca)
+        .arg("--tls-cert")
+        .arg(&pki.client_cert)
+        .arg("--tls-key")
+        .arg(&pki.client_key)
+        .args(["produce", "sensor7", "--value", "from-cli"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = common::auth::consume_as_admin(&broker, "sensor7", 10);
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    broker.stop();
+}

@@ -208,15 +208,15 @@ mod tests {
 
     #[test]
     fn unknown_discriminant_is_unknown_frame() {
-        // 22: the first discriminant after `BridgeStatusReply`.
-        assert_eq!(decode_frame(&[0x01, 0x16], 64), Err(Error::UnknownFrame));
+        // 23: the first discriminant after `Authenticate`.
+        assert_eq!(decode_frame(&[0x01, 0x17], 64), Err(Error::UnknownFrame));
         assert_eq!(
             decode_frame(&[0x03, 0x80, 0x01, 0x00], 64),
             Err(Error::UnknownFrame)
         );
         let huge = [0x05, 0xff, 0xff, 0xff, 0xff, 0x0f];
         assert_eq!(decode_frame(&huge, 64), Err(Error::UnknownFrame));
-        assert_eq!(decode_body(&[0x16]), Err(Error::UnknownFrame));
+        assert_eq!(decode_body(&[0x17]), Err(Error::UnknownFrame));
     }
 
     #[test]
@@ -236,6 +236,8 @@ mod tests {
             &[0x03, 0x14, 0x01, 0x00],       // BridgeStatus with a trailing byte
             &[0x04, 0x15, 0x01, 0x01, 0xff], // BridgeStatusReply json not UTF-8
             &[0x04, 0x15, 0x01, 0x05, b'['], // BridgeStatusReply json cut short
+            &[0x05, 0x16, 0x01, 0x01, 0xff, 0x00], // Authenticate user name not UTF-8
+            &[0x05, 0x16, 0x01, 0x00, 0x02, b'p'], // Authenticate password cut short
         ];
         for bytes in cases {
             assert_eq!(

@@ -66,6 +66,9 @@ codes! {
     BUSY = 16,
     /// The partition is full (a bridge with overflow = "refuse" is behind); retry later.
     QUOTA_EXCEEDED = 17,
+    /// The client is not logged in (or the login failed), or its access rules refuse the
+    /// request.
+    NOT_AUTHORIZED = 18,
 }
 
 impl fmt::Display for ErrorCode {
@@ -89,15 +92,17 @@ mod tests {
     fn names_known_and_unknown_codes() {
         assert_eq!(ErrorCode::UNKNOWN_TOPIC.name(), "UNKNOWN_TOPIC");
         assert_eq!(ErrorCode::BUSY.0, 16);
+        assert_eq!(ErrorCode::NOT_AUTHORIZED.0, 18);
+        assert_eq!(ErrorCode::NOT_AUTHORIZED.name(), "NOT_AUTHORIZED");
         assert_eq!(ErrorCode(999).name(), "UNKNOWN");
         assert_eq!(ErrorCode::STORAGE.to_string(), "STORAGE (11)");
     }
 
     #[test]
     fn every_code_has_a_distinct_name() {
-        for a in 1..=17u16 {
+        for a in 1..=18u16 {
             assert_ne!(ErrorCode(a).name(), "UNKNOWN", "{a}");
-            for b in (a + 1)..=17 {
+            for b in (a + 1)..=18 {
                 assert_ne!(ErrorCode(a).name(), ErrorCode(b).name());
             }
         }

@@ -50,6 +50,7 @@
 //! | 19 | `Pong` | `request_id` u32 |
 //! | 20 | `BridgeStatus` | `request_id` u32 |
 //! | 21 | `BridgeStatusReply` | `request_id` u32, `json` str |
+//! | 22 | `Authenticate` | `request_id` u32, `username` str, `password` bytes |
 //!
 //! Nested enums: [`AckMode`] is `00` None, `01` Commit; [`Compression`] is `00` None, `01`
 //! Gzip, `02` Snappy, `03` Lz4, `04` Zstd. [`PartitionInfo`] is `partition` u32,
@@ -68,6 +69,11 @@
 //! without an RTC, and the largest frame it accepts). Every later request carries a
 //! `request_id` chosen by the client (non-zero); the reply carries the same id. `Error` with
 //! `request_id` 0 concerns the connection, not a request.
+//!
+//! A broker that requires a login answers every request but `Ping` with `Error`
+//! `NOT_AUTHORIZED` until an `Authenticate` succeeded (answered `Done`; a wrong user name or
+//! password is `Error` `NOT_AUTHORIZED`, and the connection stays open for another try).
+//! Requests its access rules refuse get the same error; the connection stays usable.
 
 use serde::{Deserialize, Serialize};
 
@@ -287,10 +293,21 @@ pub enum Frame<'a> {
         /// this crate does not parse the text.
         json: &'a str,
     },
+    /// Client → broker: log in with a user name and password (answered `Done`, or `Error`
+    /// `NOT_AUTHORIZED`).
+    Authenticate {
+        /// Echoed in the reply.
+        request_id: u32,
+        /// The user name.
+        username: &'a str,
+        /// The password (or device token), any bytes.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize")]
+        password: &'a [u8],
+    },
 }
 
 /// The number of frame variants: the discriminants this version knows are `0..FRAME_KINDS`.
-pub(crate) const FRAME_KINDS: u32 = 22;
+pub(crate) const FRAME_KINDS: u32 = 23;
 
 impl Frame<'_> {
     /// The id of the request this frame is or answers. `None` for `Hello` and `HelloAck`,
@@ -318,7 +335,8 @@ impl Frame<'_> {
             | F::Ping { request_id }
             | F::Pong { request_id }
             | F::BridgeStatus { request_id }
-            | F::BridgeStatusReply { request_id, .. } => Some(request_id),
+            | F::BridgeStatusReply { request_id, .. }
+            | F::Authenticate { request_id, .. } => Some(request_id),
         }
     }
 
@@ -348,6 +366,7 @@ impl Frame<'_> {
             F::Pong { .. } => "Pong",
             F::BridgeStatus { .. } => "BridgeStatus",
             F::BridgeStatusReply { .. } => "BridgeStatusReply",
+            F::Authenticate { .. } => "Authenticate",
         }
     }
 

@@ -202,6 +202,15 @@ pub(crate) fn frames() -> Vec<(Frame<'static>, &'static [u8])> {
             },
             &[0x05, 0x15, 0x12, 0x02, b'[', b']'],
         ),
+        // Body 7 bytes: discriminant 22, request 19, "u", password bytes "pw".
+        (
+            Frame::Authenticate {
+                request_id: 19,
+                username: "u",
+                password: b"pw"
+            },
+            &[0x07, 0x16, 0x13, 0x01, b'u', 0x02, b'p', b'w'],
+        ),
         // Extras: the other side of options, a code this version does not name, and status
         // text with a two-byte UTF-8 character (`é` = `c3 a9`).
         (
@@ -272,10 +281,10 @@ mod tests {
     #[test]
     fn golden_covers_every_discriminant_in_order() {
         let frames = frames();
-        for (disc, (frame, bytes)) in frames.iter().take(22).enumerate() {
+        for (disc, (frame, bytes)) in frames.iter().take(23).enumerate() {
             assert_eq!(usize::from(bytes[1]), disc, "{}", frame.name());
         }
-        assert_eq!(crate::frame::FRAME_KINDS, 22);
+        assert_eq!(crate::frame::FRAME_KINDS, 23);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub enum BridgeCommand {
 }
 
 /// Runs a `bridge` subcommand.
-pub async fn run(broker: &str, cmd: BridgeCommand) -> Result<(), CliError> {
+pub async fn run(broker: &super::Endpoint, cmd: BridgeCommand) -> Result<(), CliError> {
     let BridgeCommand::Status { json } = cmd;
     let client = connect(broker, "bridge").await?;
     let bridges = client.bridge_status().await?;

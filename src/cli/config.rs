@@ -12,7 +12,7 @@ use crate::config::{Config, DEFAULT_CONFIG_TOML};
 pub enum ConfigCommand {
     /// Print the full default configuration, every key commented.
     Default,
-    /// Validate a configuration file.
+    /// Validate a configuration file (and the password and ACL files it names).
     Check {
         /// The file.
         file: PathBuf,
@@ -24,7 +24,8 @@ pub fn run(cmd: ConfigCommand) -> Result<(), CliError> {
     match cmd {
         ConfigCommand::Default => print!("{DEFAULT_CONFIG_TOML}"),
         ConfigCommand::Check { file } => {
-            Config::from_file(&file)?;
+            let config = Config::from_file(&file)?;
+            crate::auth::Security::open(&config.auth)?;
             println!("{}: ok", file.display());
         }
     }

@@ -68,7 +68,7 @@ struct Cursor {
 }
 
 /// Runs `consume`.
-pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), CliError> {
+pub async fn run(broker: &super::Endpoint, args: ConsumeArgs) -> Result<(), CliError> {
     let client = connect(broker, "consume").await?;
     let info = client.describe_topic(&args.topic).await?;
     if args.offset.is_some() && args.partition.is_none() && info.partitions > 1 {

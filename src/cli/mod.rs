@@ -9,13 +9,14 @@ pub mod bench_mqtt;
 pub mod bridge;
 pub mod config;
 pub mod consume;
+pub mod passwd;
 pub mod produce;
 pub mod serve;
 pub mod topics;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, ClientTls, Credentials};
 
 /// Default broker address for the client subcommands.
 pub const DEFAULT_BROKER: &str = "127.0.0.1:7883";
@@ -27,6 +28,25 @@ pub struct Cli {
     /// Broker address (binary protocol) for client subcommands.
     #[arg(long, global = true, env = "OUTPOST_BROKER", default_value = DEFAULT_BROKER)]
     pub broker: String,
+    /// User name for client subcommands, when the broker requires a login.
+    #[arg(long, global = true, env = "OUTPOST_USER")]
+    pub user: Option<String>,
+    /// Password of --user. Prefer the environment variable: other users can read arguments.
+    #[arg(long, global = true, env = "OUTPOST_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Connect to the broker's TLS listener (`[wire.tls]`), verifying its certificate against
+    /// this PEM CA file.
+    #[arg(long, global = true, env = "OUTPOST_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for a listener that asks for one; needs --tls-key.
+    #[arg(long, global = true, env = "OUTPOST_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, env = "OUTPOST_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Name the broker's certificate must carry [default: the host of --broker].
+    #[arg(long, global = true)]
+    pub tls_server_name: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -53,6 +73,20 @@ pub enum Command {
     /// Upstream bridges of the running broker: their connection, checkpoints and lag.
     #[command(subcommand)]
     Bridge(bridge::BridgeCommand),
+    /// Manage a password file: add (or change), delete and list users.
+    #[command(subcommand)]
+    Passwd(passwd::PasswdCommand),
+}
+
+/// Where client subcommands connect, and as whom.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `host:port` of the binary-protocol listener.
+    pub addr: String,
+    /// Login, when `--user` is given.
+    pub credentials: Option<Credentials>,
+    /// TLS, when `--tls-ca` is given.
+    pub tls: Option<ClientTls>,
 }
 
 /// A failed subcommand, printed as one line.
@@ -76,23 +110,63 @@ pub enum CliError {
     /// An argument is unusable.
     #[error("{0}")]
     Usage(&'static str),
+    /// A password file could not be used.
+    #[error(transparent)]
+    Passwd(#[from] crate::auth::password::PasswordFileError),
+    /// The password file or ACL named in the configuration cannot be used.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// `outpost passwd` failed otherwise.
+    #[error(transparent)]
+    PasswdUsage(#[from] passwd::PasswdError),
 }
 
-/// Connects to the broker named by `--broker`.
-pub async fn connect(broker: &str, who: &str) -> Result<Client, CliError> {
+/// Connects to the broker named by `--broker`, logging in with `--user`/`--password`.
+pub async fn connect(broker: &Endpoint, who: &str) -> Result<Client, CliError> {
     let id = format!("outpost-cli-{who}-{}", std::process::id());
-    Ok(Client::connect(broker, &id).await?)
+    let Some(tls) = &broker.tls else {
+        return Ok(Client::connect_with(&broker.addr, &id, broker.credentials.as_ref()).await?);
+    };
+    let client = Client::connect_tls(&broker.addr, &id, tls).await?;
+    if let Some(c) = &broker.credentials {
+        client.authenticate(&c.user, c.password.as_bytes()).await?;
+    }
+    Ok(client)
 }
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let credentials = match (cli.user, cli.password) {
+        (Some(user), password) => Some(Credentials {
+            user,
+            password: password.unwrap_or_default(),
+        }),
+        (None, Some(_)) => return Err(CliError::Usage("--password needs --user")),
+        (None, None) => None,
+    };
+    let tls = match (cli.tls_ca, cli.tls_cert.is_some() || cli.tls_key.is_some()) {
+        (Some(ca_file), _) => Some(ClientTls {
+            ca_file,
+            cert_file: cli.tls_cert,
+            key_file: cli.tls_key,
+            server_name: cli.tls_server_name,
+        }),
+        (None, true) => return Err(CliError::Usage("--tls-cert/--tls-key need --tls-ca")),
+        (None, false) => None,
+    };
+    let broker = &Endpoint {
+        addr: cli.broker,
+        credentials,
+        tls,
+    };
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Config(cmd) => config::run(cmd),
-        Command::Topics(cmd) => topics::run(&cli.broker, cmd).await,
-        Command::Produce(args) => produce::run(&cli.broker, args).await,
-        Command::Consume(args) => consume::run(&cli.broker, args).await,
-        Command::Bench(cmd) => bench::run(&cli.broker, cmd).await,
-        Command::Bridge(cmd) => bridge::run(&cli.broker, cmd).await,
+        Command::Topics(cmd) => topics::run(broker, cmd).await,
+        Command::Produce(args) => produce::run(broker, args).await,
+        Command::Consume(args) => consume::run(broker, args).await,
+        Command::Bench(cmd) => bench::run(broker, cmd).await,
+        Command::Bridge(cmd) => bridge::run(broker, cmd).await,
+        Command::Passwd(cmd) => passwd::run(cmd),
     }
 }

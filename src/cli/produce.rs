@@ -104,7 +104,7 @@ impl Producer<'_> {
 }
 
 /// Runs `produce`.
-pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), CliError> {
+pub async fn run(broker: &super::Endpoint, args: ProduceArgs) -> Result<(), CliError> {
     let client = connect(broker, "produce").await?;
     let mut p = Producer {
         client,

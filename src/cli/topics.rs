@@ -71,7 +71,7 @@ fn limit(v: i64) -> Option<u64> {
 }
 
 /// Runs a `topics` subcommand.
-pub async fn run(broker: &str, cmd: TopicsCommand) -> Result<(), CliError> {
+pub async fn run(broker: &super::Endpoint, cmd: TopicsCommand) -> Result<(), CliError> {
     let client = connect(broker, "topics").await?;
     match cmd {
         TopicsCommand::Create {

@@ -262,7 +262,12 @@ struct Inner {
     next_session: AtomicU64,
     next_conn: AtomicU64,
     started: Instant,
+    /// More `$SYS/` values from outside the MQTT broker (see [`Broker::set_sys_source`]).
+    sys_source: std::sync::OnceLock<SysSource>,
 }
+
+/// A function giving more `$SYS/` topics and their values.
+pub type SysSource = Box<dyn Fn() -> Vec<(&'static str, String)> + Send + Sync>;
 
 /// Handle to the shared broker state.
 #[derive(Clone)]
@@ -322,6 +327,17 @@ struct Group {
 }
 
 impl Published {
+    /// A publish answered without being stored or routed (refused by the ACL): it completes
+    /// at once with `code` (v5 0x87; for v3, 0: acknowledged and discarded).
+    pub fn answered(code: u8, qos: QoS) -> Self {
+        Self {
+            pending: None,
+            deliveries: Vec::new(),
+            success: code,
+            qos,
+        }
+    }
+
     /// Hands the deliveries to their sessions without waiting for the commit (QoS 0).
     pub fn deliver_now(self) {
         for (slot, d) in self.deliveries {
@@ -396,6 +412,7 @@ impl Broker {
                 next_session: AtomicU64::new(1),
                 next_conn: AtomicU64::new(1),
                 started: Instant::now(),
+                sys_source: std::sync::OnceLock::new(),
             }),
         };
         broker
@@ -1152,6 +1169,15 @@ impl Broker {
         reasons
     }
 
+    /// The filters `slot`'s session is subscribed to, as sent (with any `$share/` prefix).
+    pub fn session_filters(&self, slot: &Slot) -> Vec<String> {
+        self.subs_read()
+            .session_subscriptions(slot.id)
+            .into_iter()
+            .map(|(filter, _)| filter)
+            .collect()
+    }
+
     /// Removes subscriptions; returns one v5 reason code per filter.
     pub async fn unsubscribe(&self, slot: &Arc<Slot>, filters: &[String]) -> Vec<u8> {
         let mut reasons = Vec::with_capacity(filters.len());
@@ -1263,7 +1289,8 @@ impl Broker {
             ("$SYS/broker/log/bytes", load(&log.bytes_appended)),
         ];
         let now_ms = crate::log::now_ms();
-        for (topic, value) in topics {
+        let extra = self.inner.sys_source.get().map(|f| f()).unwrap_or_default();
+        for (topic, value) in topics.into_iter().chain(extra) {
             let msg = Arc::new(Message {
                 topic: topic.into(),
                 payload: Bytes::from(value),
@@ -1280,6 +1307,11 @@ impl Broker {
                 slot.fill(d.qos, Some(d));
             }
         }
+    }
+
+    /// Adds `$SYS/` topics published with the broker's own (the first call wins).
+    pub fn set_sys_source(&self, source: SysSource) {
+        let _ = self.inner.sys_source.set(source);
     }
 
     /// Counts a PUBLISH sent to a client.

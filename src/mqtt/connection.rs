@@ -8,6 +8,17 @@
 //! (Receive Maximum). Deliveries are pulled from the session's queue in the broker only while
 //! the client's window and the outgoing buffer have room, so a slow client holds its messages
 //! in its bounded queue, not in this task.
+//!
+//! Access ([`crate::auth`]): CONNECT's credentials are checked before the session is attached
+//! (v5 0x86 / v3 4 for bad ones, v5 0x87 / v3 5 for a missing login or a will topic the ACL
+//! refuses, server busy while too many logins are being verified). Each PUBLISH is checked
+//! against the client's compiled rules: a refused one is neither stored nor routed; QoS 1/2
+//! get PUBACK/PUBREC 0x87 on v5, and on 3.1.1, which has no negative acknowledgement
+//! ([MQTT-3.3.5]: acknowledge or close), a positive one. Each SUBSCRIBE filter is checked:
+//! refused ones get 0x87 (v3: 0x80). A resumed session's stored subscriptions are checked
+//! again at CONNECT, and after a reload of the rules when the connection next wakes; the
+//! refused ones are removed. Each delivery is checked too (`subscribe` on its topic): what
+//! a subscription granted under older rules still routes is dropped, not sent.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,8 +29,10 @@ use tokio::io::AsyncWriteExt;
 use super::broker::{Attached, Broker, Published};
 use super::codec;
 use super::packet::{reason, Protocol, QoS};
-use super::session::{Action, Close, Session, SessionConfig};
+use super::session::{Action, Close, Session, SessionConfig, SubscribeEntry};
+use super::topic;
 use crate::admin::counters::ConnectionStats;
+use crate::auth::{self, Login, Permissions, Refusal, Security};
 use crate::log::batch::{BatchBuilder, Compression};
 use crate::shutdown::Shutdown;
 use crate::transport::{Peer, Transport};
@@ -52,6 +65,8 @@ struct Waiting {
     packet_id: u16,
     qos: QoS,
     published: Published,
+    /// Refused by the ACL: answered in order, but not a commit the next publish can share.
+    denied: bool,
 }
 
 struct Conn {
@@ -72,19 +87,40 @@ struct Conn {
     refuse: bool,
     /// Socket traffic of the MQTT listener.
     io: Arc<ConnectionStats>,
+    security: Security,
+    /// The client's compiled ACL rules, from CONNECT on (boxed: idle connections stay small).
+    permissions: Option<Box<Permissions>>,
+    /// The user a verified client certificate names (`identity_as_username`): it logs in
+    /// without a password, whatever CONNECT says.
+    cert_identity: Option<Box<str>>,
+}
+
+/// What every connection of the MQTT listeners shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// The broker.
+    pub broker: Broker,
+    /// Logins and ACL checks.
+    pub security: Security,
+    /// The listener's connection and traffic counters.
+    pub io: Arc<ConnectionStats>,
 }
 
 /// Serves one connection until it closes. `over_limit` connections are refused at CONNECT.
-/// Socket bytes are counted in `io`.
+/// Socket bytes are counted in `shared.io`.
 pub async fn serve(
     stream: Transport,
     peer: Peer,
-    broker: Broker,
+    shared: Shared,
     config: ConnConfig,
     shutdown: Shutdown,
     over_limit: bool,
-    io: Arc<ConnectionStats>,
 ) {
+    let Shared {
+        broker,
+        security,
+        io,
+    } = shared;
     // Small packets must not wait for Nagle (FIELD-NOTES.md).
     let _ = stream.tcp().set_nodelay(true);
     let mut conn = Conn {
@@ -99,6 +135,9 @@ pub async fn serve(
         builder: BatchBuilder::new(Compression::None, config.batch_max_bytes),
         refuse: over_limit,
         io,
+        security,
+        permissions: None,
+        cert_identity: peer.cert_identity.as_deref().map(Box::from),
     };
     let (close, mut stream) = conn.run(stream, config, shutdown).await;
     // Flush what the session said last (CONNACK refusal, DISCONNECT), bounded.
@@ -125,6 +164,7 @@ impl Conn {
         let mut buf: Vec<u8> = Vec::new();
         let mut stop = shutdown.subscribe();
         let close = 'conn: loop {
+            self.follow_reload().await;
             self.pull_deliveries();
             if let Err(close) = self.perform().await {
                 break close;
@@ -201,7 +241,9 @@ impl Conn {
                     let mut stored = Some(done);
                     while let Some(done) = stored {
                         let w = self.waiting.pop_front().expect("guarded by the branch condition");
-                        self.last_stored = done;
+                        if !w.denied {
+                            self.last_stored = done;
+                        }
                         match w.published.complete(done) {
                             Ok(code) => self.session.published(w.packet_id, w.qos, code),
                             // v3 has no negative PUBACK: close so the client re-sends.
@@ -234,6 +276,8 @@ impl Conn {
     }
 
     /// Moves deliveries from the session's queue into the session while there is room.
+    /// A delivery the client's rules do not let it receive (its subscription was granted
+    /// under rules reloaded since) is dropped and its queue row forgotten.
     fn pull_deliveries(&mut self) {
         let Some(a) = &self.attached else {
             return;
@@ -243,6 +287,14 @@ impl Conn {
             let Some(d) = a.slot.pop(self.session.send_quota()) else {
                 break;
             };
+            if let Some(p) = self.permissions.as_deref_mut() {
+                if !p.check(auth::Action::Subscribe, &d.msg.topic).allowed {
+                    if let Some(op) = self.broker.delivery_ops(&a.slot, &d, true) {
+                        self.rows.push(op);
+                    }
+                    continue;
+                }
+            }
             self.broker.count_sent(d.msg.payload.len());
             self.session.deliver(d, now_ms);
         }
@@ -263,25 +315,47 @@ impl Conn {
         Ok(())
     }
 
-    /// Hands the gathered publishes to the broker as one batch.
+    /// Hands the gathered publishes to the broker as one batch; the ones the ACL refuses are
+    /// answered in their place in the order, never stored or routed.
     async fn flush_publishes(&mut self) -> Result<(), Close> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
         self.io.messages(batch.len() as u64);
-        let ids: Vec<(u16, QoS)> = batch.iter().map(|(m, pid)| (*pid, m.qos)).collect();
+        // (packet id, QoS, allowed) in PUBLISH order.
+        let ids: Vec<(u16, QoS, bool)> = match self.permissions.as_deref_mut() {
+            Some(p) => batch
+                .iter()
+                .map(|(m, pid)| {
+                    (
+                        *pid,
+                        m.qos,
+                        p.check(auth::Action::Publish, &m.topic).allowed,
+                    )
+                })
+                .collect(),
+            None => batch.iter().map(|(m, pid)| (*pid, m.qos, true)).collect(),
+        };
+        if ids.iter().any(|&(_, _, allowed)| !allowed) {
+            let mut allowed = ids.iter().map(|&(_, _, a)| a);
+            batch.retain(|_| allowed.next().unwrap_or(false));
+        }
         let publisher = self.attached.as_ref().map(|a| a.slot.clone());
         // Boxed (one allocation per read, not per message): inline, this large future would
         // size every idle connection's task.
         let mut congested = Vec::new();
-        let results = Box::pin(self.broker.publish_batch(
-            batch,
-            publisher.as_deref(),
-            &mut self.builder,
-            &mut congested,
-        ))
-        .await;
+        let results = if batch.is_empty() {
+            Vec::new()
+        } else {
+            Box::pin(self.broker.publish_batch(
+                batch,
+                publisher.as_deref(),
+                &mut self.builder,
+                &mut congested,
+            ))
+            .await
+        };
         // Backpressure: let subscribers this batch filled past half catch up (bounded) before
         // reading more. Never wait on our own session: only this task drains it.
         let own = self.attached.as_ref().map(|a| a.slot.id);
@@ -290,18 +364,39 @@ impl Conn {
             let left = deadline.saturating_duration_since(Instant::now());
             slot.wait_drained(left).await;
         }
-        for ((packet_id, qos), result) in ids.into_iter().zip(results) {
+        let v5 = self.session.protocol() == Protocol::V5;
+        let mut results = results.into_iter();
+        for (packet_id, qos, allowed) in ids {
+            let result = if allowed {
+                results.next().unwrap_or(Err(reason::UNSPECIFIED_ERROR))
+            } else if qos == QoS::AtMostOnce {
+                continue;
+            } else {
+                // v3.1.1 has no negative PUBACK ([MQTT-3.3.5]): acknowledge and discard.
+                let code = if v5 {
+                    reason::NOT_AUTHORIZED
+                } else {
+                    reason::SUCCESS
+                };
+                let published = Published::answered(code, qos);
+                self.waiting.push_back(Waiting {
+                    packet_id,
+                    qos,
+                    published,
+                    denied: true,
+                });
+                continue;
+            };
             match result {
                 Ok(p) if qos == QoS::AtMostOnce => p.deliver_now(),
                 Ok(published) => self.waiting.push_back(Waiting {
                     packet_id,
                     qos,
                     published,
+                    denied: false,
                 }),
                 Err(_) if qos == QoS::AtMostOnce => {}
-                Err(code) if self.session.protocol() == Protocol::V5 => {
-                    self.session.published(packet_id, qos, code)
-                }
+                Err(code) if v5 => self.session.published(packet_id, qos, code),
                 // v3 has no negative PUBACK: close so the client re-sends.
                 Err(code) => return Err(self.session.close(code, true)),
             }
@@ -336,8 +431,12 @@ impl Conn {
                     return Err(self.session.refuse(reason::SERVER_BUSY));
                 }
                 // Boxed: rare, and its future is large; inline it would size every idle connection.
+                Box::pin(self.login(&info)).await?;
                 match Box::pin(self.broker.connect(&info)).await {
                     Ok(mut attached) => {
+                        if attached.session_present {
+                            Box::pin(self.recheck_subscriptions(&attached.slot)).await;
+                        }
                         let state = std::mem::take(&mut attached.state);
                         self.session.connected(
                             attached.slot.id,
@@ -354,7 +453,11 @@ impl Conn {
                 self.batch.push((msg, packet_id));
                 self.flush_publishes().await?;
             }
-            Action::Subscribe { packet_id, entries } => {
+            Action::Subscribe {
+                packet_id,
+                mut entries,
+            } => {
+                self.authorize_subscriptions(&mut entries);
                 let Some(a) = &self.attached else {
                     return Ok(());
                 };
@@ -383,6 +486,96 @@ impl Conn {
         Ok(())
     }
 
+    /// Checks CONNECT's credentials and will topic, and compiles the client's rules.
+    async fn login(&mut self, info: &super::session::ConnectInfo) -> Result<(), Close> {
+        let login = Login {
+            client_id: &info.client_id,
+            username: info.username.as_deref(),
+            password: info.password.as_ref().map(auth::Secret::expose),
+            // The identity of a TLS client certificate (identity_as_username) goes here.
+            cert_identity: self.cert_identity.as_deref(),
+        };
+        let identity = match self.security.authenticate(login).await {
+            Ok(identity) => identity,
+            Err(refusal) => {
+                let code = match refusal {
+                    Refusal::BadCredentials => reason::BAD_USER_NAME_OR_PASSWORD,
+                    Refusal::NotAuthorized => reason::NOT_AUTHORIZED,
+                    Refusal::Busy => reason::SERVER_BUSY,
+                };
+                return Err(self.session.refuse(code));
+            }
+        };
+        let mut permissions = self.security.permissions(&identity, &info.client_id);
+        // A will is a publish decided now: refuse the connection rather than drop the will
+        // silently later (v5 0x87, v3 5).
+        if let Some(topic) = self.session.will_topic() {
+            if !permissions.check(auth::Action::Publish, topic).allowed {
+                return Err(self.session.refuse(reason::NOT_AUTHORIZED));
+            }
+        }
+        self.permissions = Some(Box::new(permissions));
+        Ok(())
+    }
+
+    /// Refuses (0x87; v3 0x80) the filters of a SUBSCRIBE the ACL does not allow.
+    fn authorize_subscriptions(&mut self, entries: &mut [Result<SubscribeEntry, u8>]) {
+        let Some(p) = self.permissions.as_deref_mut() else {
+            return;
+        };
+        let max_levels = self.broker.max_topic_levels();
+        for entry in entries.iter_mut() {
+            let Ok(e) = entry else { continue };
+            let allowed = match topic::parse_filter(&e.filter, max_levels) {
+                Ok(f) => p.check_subscribe(f.filter).allowed,
+                Err(_) => continue,
+            };
+            if !allowed {
+                *entry = Err(reason::NOT_AUTHORIZED);
+            }
+        }
+    }
+
+    /// After a reload of the rules (SIGHUP), drops the subscriptions they no longer allow.
+    /// Checked whenever the connection wakes (a delivery, a packet, a timer): deliveries
+    /// routed before that may still go out.
+    async fn follow_reload(&mut self) {
+        if !self
+            .permissions
+            .as_deref()
+            .is_some_and(Permissions::is_stale)
+        {
+            return;
+        }
+        if let Some(slot) = self.attached.as_ref().map(|a| a.slot.clone()) {
+            Box::pin(self.recheck_subscriptions(&slot)).await;
+        }
+        if let Some(p) = self.permissions.as_deref_mut() {
+            p.refresh();
+        }
+    }
+
+    /// A resumed session keeps its subscriptions, and reloaded rules may refuse some: drop
+    /// the ones the rules do not allow (each counted and logged as a refused subscribe).
+    async fn recheck_subscriptions(&mut self, slot: &std::sync::Arc<super::broker::Slot>) {
+        let Some(p) = self.permissions.as_deref_mut() else {
+            return;
+        };
+        let max_levels = self.broker.max_topic_levels();
+        let denied: Vec<String> = self
+            .broker
+            .session_filters(slot)
+            .into_iter()
+            .filter(|f| {
+                topic::parse_filter(f, max_levels)
+                    .map_or(true, |parsed| !p.check_subscribe(parsed.filter).allowed)
+            })
+            .collect();
+        if !denied.is_empty() {
+            self.broker.unsubscribe(slot, &denied).await;
+        }
+    }
+
     fn row(&mut self, d: &super::session::Delivery, done: bool) {
         if let Some(a) = &self.attached {
             if let Some(op) = self.broker.delivery_ops(&a.slot, d, done) {
@@ -403,7 +596,9 @@ impl Conn {
             let done = tokio::time::timeout(left, w.published.wait(self.last_stored))
                 .await
                 .unwrap_or(false);
-            self.last_stored = done;
+            if !w.denied {
+                self.last_stored = done;
+            }
             if let Ok(code) = w.published.complete(done) {
                 self.session.published(w.packet_id, w.qos, code);
             }
@@ -485,14 +680,18 @@ mod tests {
             session,
             batch_max_bytes: 16364,
         };
+        let shared = super::Shared {
+            broker,
+            security: crate::auth::Security::open_access(),
+            io: std::sync::Arc::default(),
+        };
         let task = super::serve(
             crate::transport::Transport::Tcp(s),
             crate::transport::Peer::default(),
-            broker,
+            shared,
             cfg,
             crate::shutdown::Shutdown::new(),
             false,
-            std::sync::Arc::default(),
         );
         let size = std::mem::size_of_val(&task);
         drop(task);

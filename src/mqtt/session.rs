@@ -81,6 +81,8 @@ pub struct ConnectInfo {
     pub protocol: Protocol,
     /// User name, if any.
     pub username: Option<String>,
+    /// Password, if any (checked by [`crate::auth`], never logged).
+    pub password: Option<crate::auth::Secret>,
 }
 
 /// The will of a connection.
@@ -285,6 +287,11 @@ impl Session {
         self.deadline
     }
 
+    /// The topic of the will given at CONNECT, if any (checked against the ACL).
+    pub fn will_topic(&self) -> Option<&str> {
+        self.will.as_ref().map(|w| &*w.msg.topic)
+    }
+
     /// The will, taken (the connection publishes it when the close says so).
     pub fn take_will(&mut self) -> Option<WillMessage> {
         self.will.take()
@@ -487,6 +494,7 @@ impl Session {
             session_expiry_secs: self.session_expiry,
             protocol: c.protocol,
             username: c.username.map(str::to_owned),
+            password: c.password.map(crate::auth::Secret::new),
         }));
         Ok(())
     }

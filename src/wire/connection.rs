@@ -8,6 +8,12 @@
 //! `Ping` and `BridgeStatus`, answered from memory, are answered in the connection task.
 //! Replies go through a bounded channel to a writer task that owns the socket's write half.
 //! A protocol error closes only this connection.
+//!
+//! Access: an `Authenticate` is verified here (off the async threads, see
+//! [`crate::auth::verifier`]); every request is checked against the client's compiled ACL
+//! rules before it is served (produce: `publish` on the log topic; fetch and offsets:
+//! `consume`; topic create/delete: `admin`; see [`crate::auth::acl`]) and a refused one is
+//! answered `NOT_AUTHORIZED`, the connection staying usable.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,12 +27,15 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use super::handlers;
 use super::session::{Gate, Session};
 use crate::admin::counters::ConnectionStats;
+use crate::auth::{Action, Identity, Login, Permissions, Refusal, Security};
 use crate::log::batch::{BatchBuilder, Compression, Push};
 use crate::log::{Appended, Log, PendingRecords, Target};
 use crate::shutdown::Shutdown;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 << 10;
+/// The name `BridgeStatus` needs `admin` on (see [`crate::auth::acl`]).
+pub const BRIDGE_STATUS_TOPIC: &str = "$bridge";
 /// How long shutdown waits for in-flight requests of a connection.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,18 +77,35 @@ pub(crate) async fn send_error(replies: &Replies, request_id: u32, code: ErrorCo
     send(replies, &frame).await;
 }
 
-/// Serves one connection until the peer closes, a fatal protocol error, or shutdown.
-/// `bridges` is the board `BridgeStatus` requests are answered from; traffic is counted in
-/// `stats`.
+/// What every connection of the listener shares.
+#[derive(Clone)]
+pub struct Served {
+    /// The log.
+    pub log: Log,
+    /// The board `BridgeStatus` requests are answered from.
+    pub bridges: StatusBoard,
+    /// Logins and ACL checks.
+    pub security: Security,
+    /// The listener's connection and traffic counters.
+    pub stats: Arc<ConnectionStats>,
+}
+
+/// Serves one connection until the peer closes, a fatal protocol error, or shutdown. A
+/// client whose TLS certificate names it (`peer.cert_identity`) is logged in as that user
+/// from `Hello` on.
 pub async fn serve(
     stream: Transport,
     peer: Peer,
-    log: Log,
-    bridges: StatusBoard,
+    served: Served,
     config: ConnConfig,
     shutdown: Shutdown,
-    stats: Arc<ConnectionStats>,
 ) {
+    let Served {
+        log,
+        bridges,
+        security,
+        stats,
+    } = served;
     // Small frames must not wait for Nagle (FIELD-NOTES.md: 19 ms vs 0.3 ms p50).
     let _ = stream.tcp().set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
@@ -90,7 +116,10 @@ pub async fn serve(
         log,
         bridges,
         config,
-        session: Session::new(),
+        session: Session::new(security.requires_login() && peer.cert_identity.is_none()),
+        security,
+        cert_identity: peer.cert_identity.clone(),
+        permissions: None,
         replies: tx,
         inflight: Arc::new(Semaphore::new(config.max_inflight as usize)),
         builder: BatchBuilder::new(Compression::None, config.batch_max_bytes),
@@ -140,6 +169,11 @@ struct Conn {
     bridges: StatusBoard,
     config: ConnConfig,
     session: Session,
+    security: Security,
+    /// The client's access rules: set at the hello for anonymous access, at a login otherwise.
+    permissions: Option<Permissions>,
+    /// The user a verified client certificate names (`identity_as_username`).
+    cert_identity: Option<String>,
     replies: Replies,
     inflight: Arc<Semaphore>,
     builder: BatchBuilder,
@@ -258,6 +292,18 @@ impl Conn {
     async fn handle(&mut self, frame: &Frame<'_>) -> Result<(), &'static str> {
         match self.session.admit(frame) {
             Gate::Welcome => {
+                if let Some(user) = &self.cert_identity {
+                    let identity = Identity {
+                        user: Some(user.as_str().into()),
+                    };
+                    self.session.logged_in();
+                    let client_id = self.session.client_id();
+                    self.permissions = Some(self.security.permissions(&identity, client_id));
+                } else if !self.security.requires_login() {
+                    let anonymous = Identity { user: None };
+                    let client_id = self.session.client_id();
+                    self.permissions = Some(self.security.permissions(&anonymous, client_id));
+                }
                 let ack = Frame::HelloAck {
                     version: outpost_firmware::PROTOCOL_VERSION,
                     broker_time_ms: crate::log::now_ms(),
@@ -279,11 +325,91 @@ impl Conn {
                     Ok(())
                 }
             }
+            Gate::Authenticate => self.login(frame).await,
             Gate::Serve => {
-                self.serve_request(frame).await;
+                if self.authorize(frame).await {
+                    self.serve_request(frame).await;
+                }
                 Ok(())
             }
         }
+    }
+
+    /// Answers an `Authenticate`: `Done`, or `NOT_AUTHORIZED` (closing after too many
+    /// failures), or `BUSY` when the broker is verifying too many logins.
+    async fn login(&mut self, frame: &Frame<'_>) -> Result<(), &'static str> {
+        let Frame::Authenticate {
+            request_id,
+            username,
+            password,
+        } = *frame
+        else {
+            return Ok(());
+        };
+        let login = Login {
+            client_id: self.session.client_id(),
+            username: Some(username),
+            password: Some(password),
+            cert_identity: None,
+        };
+        match self.security.authenticate(login).await {
+            Ok(identity) => {
+                self.session.logged_in();
+                let client_id = self.session.client_id();
+                self.permissions = Some(self.security.permissions(&identity, client_id));
+                send(&self.replies, &Frame::Done { request_id }).await;
+                Ok(())
+            }
+            Err(Refusal::Busy) => {
+                let msg = "too many logins at once; try again later";
+                send_error(&self.replies, request_id, ErrorCode::BUSY, msg).await;
+                Ok(())
+            }
+            Err(_) => {
+                let msg = "bad user name or password";
+                send_error(&self.replies, request_id, ErrorCode::NOT_AUTHORIZED, msg).await;
+                if self.session.login_failed() {
+                    return Err("too many failed logins");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks `frame` against the client's ACL; answers `NOT_AUTHORIZED` and returns false
+    /// when refused.
+    async fn authorize(&mut self, frame: &Frame<'_>) -> bool {
+        let Some(p) = self.permissions.as_mut() else {
+            // The session lets no request through before a login when one is required.
+            return true;
+        };
+        let (action, topic) = match *frame {
+            Frame::Produce { topic, .. } => (Action::Publish, topic),
+            Frame::Fetch { topic, .. }
+            | Frame::CommitOffset { topic, .. }
+            | Frame::FetchOffset { topic, .. } => (Action::Consume, topic),
+            Frame::CreateTopic { name, .. } | Frame::DeleteTopic { name, .. } => {
+                (Action::Admin, name)
+            }
+            // Consumers describe the topic they read: consume or admin on it.
+            Frame::DescribeTopic { name, .. } if p.peek(Action::Consume, name).allowed => {
+                return true
+            }
+            Frame::DescribeTopic { name, .. } => (Action::Admin, name),
+            Frame::BridgeStatus { .. } => (Action::Admin, BRIDGE_STATUS_TOPIC),
+            _ => return true,
+        };
+        if p.check(action, topic).allowed {
+            return true;
+        }
+        let id = frame.request_id().unwrap_or(0);
+        let msg = match action {
+            Action::Publish => "not authorized to produce to this topic",
+            Action::Consume => "not authorized to consume this topic",
+            _ => "not authorized: this request needs admin rights",
+        };
+        send_error(&self.replies, id, ErrorCode::NOT_AUTHORIZED, msg).await;
+        false
     }
 
     async fn permit(&self) -> OwnedSemaphorePermit {
@@ -330,6 +456,20 @@ impl Conn {
                 .max_frame_bytes
                 .min(codec::DEFAULT_MAX_FRAME_LEN);
             return handlers::bridge_status(&self.bridges, &self.replies, *request_id, max).await;
+        }
+        if let (Frame::ListTopics { request_id }, Some(p)) = (frame, &self.permissions) {
+            // Only the topics the client may consume or administer.
+            let (mut p, id) = (p.clone(), *request_id);
+            let permit = self.permit().await;
+            let (log, replies) = (self.log.clone(), self.replies.clone());
+            tokio::spawn(async move {
+                let visible = |name: &str| {
+                    p.peek(Action::Consume, name).allowed || p.peek(Action::Admin, name).allowed
+                };
+                handlers::list_topics(&log, &replies, id, visible).await;
+                drop(permit);
+            });
+            return;
         }
         let Some(owned) = handlers::OwnedRequest::from_frame(frame) else {
             let id = frame.request_id().unwrap_or(0);

@@ -221,7 +221,7 @@ pub async fn run(req: OwnedRequest, log: &Log, replies: &Replies) {
             let r = log.delete_topic(&name).await;
             done_or(replies, id, r.map_err(|e| topic_code(&e))).await;
         }
-        OwnedRequest::ListTopics { id } => list_topics(log, replies, id).await,
+        OwnedRequest::ListTopics { id } => list_topics(log, replies, id, |_| true).await,
         OwnedRequest::DescribeTopic { id, name } => describe_topic(log, replies, id, &name).await,
     }
 }
@@ -284,8 +284,15 @@ async fn fetch(
     }
 }
 
-async fn list_topics(log: &Log, replies: &Replies, id: u32) {
-    let names = log.list_topics();
+/// Answers `ListTopics` with the topics `visible` keeps.
+pub async fn list_topics(
+    log: &Log,
+    replies: &Replies,
+    id: u32,
+    mut visible: impl FnMut(&str) -> bool,
+) {
+    let mut names = log.list_topics();
+    names.retain(|n| visible(n));
     let need: usize = names.iter().map(|n| n.len() + 10).sum::<usize>() + 16;
     let mut buf = vec![0u8; need];
     let mut w = SeqWriter::new(&mut buf);
