@@ -283,6 +283,7 @@ impl Server {
                     mqtt: broker,
                     bridges: server.bridges.clone(),
                     listeners: server.listener_stats.clone(),
+                    security: server.security.clone(),
                 },
             ));
         }

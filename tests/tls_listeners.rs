@@ -528,5 +528,14 @@ topics = ["users/%u/#", "sensor7"]
     );
     let stored = common::auth::consume_as_admin(&broker, "sensor7", 10);
     assert_eq!(stored.len(), 2, "{stored:?}");
+
+    // The two refusals (one MQTT publish, one produce) are in the metrics.
+    let metrics = common::http::get(&broker.metrics_addr, "/metrics").body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "outpost_acl_denied_total{action=\"publish\"} 2"),
+        "{metrics}"
+    );
     broker.stop();
 }

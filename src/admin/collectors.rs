@@ -105,6 +105,59 @@ pub const LOG_STATS: &[Stat<Log>] = &[
     },
 ];
 
+/// Counters of [`crate::auth::Security`]: failed logins, ACL denials per action, reloads.
+pub const AUTH_STATS: &[Stat<crate::auth::Security>] = &[
+    Stat {
+        name: "outpost_auth_failures",
+        help: "Failed logins: wrong or unknown credentials, refused anonymous clients, wills refused at CONNECT, failed binary-protocol Authenticate.",
+        kind: Kind::Counter,
+        labels: &[],
+        read: |s| s.denials().auth,
+    },
+    Stat {
+        name: "outpost_acl_denied",
+        help: "Requests the ACL refused, by action.",
+        kind: Kind::Counter,
+        labels: &[("action", "publish")],
+        read: |s| s.denials().publish,
+    },
+    Stat {
+        name: "outpost_acl_denied",
+        help: "Requests the ACL refused, by action.",
+        kind: Kind::Counter,
+        labels: &[("action", "subscribe")],
+        read: |s| s.denials().subscribe,
+    },
+    Stat {
+        name: "outpost_acl_denied",
+        help: "Requests the ACL refused, by action.",
+        kind: Kind::Counter,
+        labels: &[("action", "consume")],
+        read: |s| s.denials().consume,
+    },
+    Stat {
+        name: "outpost_acl_denied",
+        help: "Requests the ACL refused, by action.",
+        kind: Kind::Counter,
+        labels: &[("action", "admin")],
+        read: |s| s.denials().admin,
+    },
+    Stat {
+        name: "outpost_auth_reloads",
+        help: "Reloads (SIGHUP) of the password file and ACL that succeeded.",
+        kind: Kind::Counter,
+        labels: &[],
+        read: |s| s.denials().reloads,
+    },
+    Stat {
+        name: "outpost_auth_reload_failures",
+        help: "Reloads of the password file and ACL that failed (the previous files stay in force).",
+        kind: Kind::Counter,
+        labels: &[],
+        read: |s| s.denials().reload_failures,
+    },
+];
+
 /// Counters of [`crate::mqtt::broker::MqttStats`] that have no `protocol`-labelled family.
 pub const MQTT_STATS: &[Stat<Broker>] = &[
     Stat {

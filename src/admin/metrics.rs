@@ -61,6 +61,8 @@ pub struct Sources {
     pub bridges: StatusBoard,
     /// Each listener's counters with its `protocol` label (`"wire"`, `"mqtt"`, ...).
     pub listeners: Vec<(&'static str, Arc<ConnectionStats>)>,
+    /// Logins and ACL checks (their denial counters).
+    pub security: crate::auth::Security,
 }
 
 /// Builds the registry of every Outpost metric.
@@ -89,6 +91,10 @@ pub fn registry(sources: Sources) -> Registry {
     r.register_collector(Box::new(BridgeCollector {
         board: sources.bridges,
     }));
+    r.register_collector(Box::new(StatTable::new(
+        sources.security,
+        super::collectors::AUTH_STATS,
+    )));
     r
 }
 
