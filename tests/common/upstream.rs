@@ -726,11 +726,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>) {
 }
 
 async fn connection(client: TcpStream, mut cut: watch::Receiver<u64>, shared: Arc<ProxyShared>) {
+    // Pinned outside the select: on a cut, the count goes up before the sockets close (they
+    // close when `relay` is dropped at the end), so whoever sees the disconnect sees the cut.
+    let relay = relay(client, &shared);
+    tokio::pin!(relay);
     tokio::select! {
         _ = cut.changed() => {
             shared.cuts.fetch_add(1, Ordering::SeqCst);
         }
-        _ = relay(client, &shared) => {}
+        _ = &mut relay => {}
     }
 }
 
