@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::log::{Log, OpenError};
+use crate::logging::RepeatGate;
 use crate::mqtt::broker::Broker;
 use crate::mqtt::connection::{self as mqtt_connection, ConnConfig as MqttConnConfig};
 use crate::mqtt::session::SessionConfig;
@@ -24,6 +25,11 @@ use crate::wire::connection::{self, ConnConfig};
 
 /// How long shutdown waits for connections to finish.
 const CONNECTION_DRAIN: Duration = Duration::from_secs(15);
+/// Refusals over a connection limit: a reconnecting fleet can cause one per attempt, so they
+/// are logged at most once per interval, with a count.
+static WIRE_LIMIT_LOG: RepeatGate = RepeatGate::new();
+/// Likewise for the MQTT listener.
+static MQTT_LIMIT_LOG: RepeatGate = RepeatGate::new();
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -106,11 +112,19 @@ impl Server {
         ));
         let conn = ConnConfig {
             max_frame_bytes: config.wire.max_frame_bytes,
-            max_inflight: config.wire.max_inflight,
+            // tokio's permit limit is below u32::MAX on 32-bit targets (armv7), and a
+            // connection's reply queue holds 8 more; a window that large never fills anyway.
+            max_inflight: config
+                .wire
+                .max_inflight
+                .min(u32::try_from(Semaphore::MAX_PERMITS - 8).unwrap_or(u32::MAX)),
             batch_max_bytes: config.log.batch_max_bytes as usize,
             idle_timeout: Duration::from_millis(config.wire.idle_timeout_ms),
         };
-        let limit = Arc::new(Semaphore::new(config.wire.max_connections as usize));
+        // On 32-bit targets (armv7) tokio's permit limit is below u32::MAX: a larger configured
+        // limit means "no limit" there, where it could never be reached anyway.
+        let permits = (config.wire.max_connections as usize).min(Semaphore::MAX_PERMITS);
+        let limit = Arc::new(Semaphore::new(permits));
         let (mqtt_addr, mqtt_task) = if config.mqtt.enabled {
             let (addr, task) = start_mqtt(&config, &log, &shutdown).await?;
             (Some(addr), Some(task))
@@ -133,7 +147,9 @@ impl Server {
                             drop(permit);
                         }
                         None => {
-                            tracing::warn!(%peer, "connection limit reached; refusing");
+                            if let Some(similar_not_logged) = WIRE_LIMIT_LOG.pass() {
+                                tracing::warn!(%peer, similar_not_logged, "connection limit reached; refusing");
+                            }
                             refuse_busy(stream).await;
                         }
                     }
@@ -213,7 +229,9 @@ async fn start_mqtt(
             // Over the limit, CONNECT is answered "server busy"; far over it, the socket is
             // closed at once so refusals cannot pile up.
             if live >= max.saturating_mul(2) {
-                tracing::warn!(%peer, "MQTT connection limit far exceeded; closing");
+                if let Some(similar_not_logged) = MQTT_LIMIT_LOG.pass() {
+                    tracing::warn!(%peer, similar_not_logged, "MQTT connection limit far exceeded; closing");
+                }
                 return None;
             }
             Some(mqtt_connection::serve(
@@ -304,13 +322,15 @@ async fn refuse_busy(mut stream: TcpStream) {
 /// scripts read it when the configured port is 0).
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let data_dir = config.data_dir.clone();
+    // Before the addresses are printed: whoever reads them may send SIGTERM at once.
+    let signal = crate::shutdown::os_signal();
     let server = Server::start(config).await?;
     println!("outpost: wire listening on {}", server.wire_addr);
     if let Some(addr) = server.mqtt_addr {
         println!("outpost: mqtt listening on {addr}");
     }
     tracing::info!(addr = %server.wire_addr, data_dir = %data_dir.display(), gateway_id = server.log.gateway_id(), "serving");
-    crate::shutdown::os_signal().await;
+    signal.await;
     tracing::info!("shutting down: draining connections and the log writer");
     let log = server.log.clone();
     server.stop().await;

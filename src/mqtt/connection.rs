@@ -421,7 +421,8 @@ async fn read_some(
     max_packet: u32,
 ) -> std::io::Result<usize> {
     use bytes::BufMut;
-    let limit = max_packet as usize + READ_CHUNK;
+    // Saturating: u32::MAX + a chunk overflows a 32-bit usize.
+    let limit = (max_packet as usize).saturating_add(READ_CHUNK);
     let room = limit.saturating_sub(buf.len()).min(READ_CHUNK);
     if room == 0 {
         // Framing refuses anything over max_packet from its header, and every whole packet is

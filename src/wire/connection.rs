@@ -81,6 +81,7 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let (mut rd, wr) = stream.into_split();
+    // `max_inflight` + 8 is within tokio's limits: `server` caps it (32-bit targets).
     let (tx, rx) = mpsc::channel(config.max_inflight as usize + 8);
     let writer = tokio::spawn(write_loop(wr, rx));
     let mut conn = Conn {
@@ -161,7 +162,10 @@ impl Conn {
         loop {
             let consumed = self.process_buffer(&buf).await?;
             buf.drain(..consumed);
-            if buf.len() > self.config.max_frame_bytes as usize + codec::MAX_PREFIX_LEN {
+            // Saturating: u32::MAX + 5 overflows a 32-bit usize.
+            let bound =
+                (self.config.max_frame_bytes as usize).saturating_add(codec::MAX_PREFIX_LEN);
+            if buf.len() > bound {
                 return Err("buffer bound exceeded");
             }
             let start = buf.len();
