@@ -30,6 +30,8 @@ const CONNECTION_DRAIN: Duration = Duration::from_secs(15);
 static WIRE_LIMIT_LOG: RepeatGate = RepeatGate::new();
 /// Likewise for the MQTT listener.
 static MQTT_LIMIT_LOG: RepeatGate = RepeatGate::new();
+/// Failed accepts (out of file descriptors): up to 20 a second while it lasts.
+static ACCEPT_FAILED_LOG: RepeatGate = RepeatGate::new();
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -284,7 +286,9 @@ where
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, what, "accept failed");
+                if let Some(similar_not_logged) = ACCEPT_FAILED_LOG.pass() {
+                    tracing::warn!(error = %e, what, similar_not_logged, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
