@@ -39,10 +39,17 @@ if [ -z "$units_dir" ]; then
   exit 0
 fi
 
+# Any outpost binary built from this tree will do (verify checks that ExecStart's file is
+# executable): the host's debug build, else the one scripts/arm-check.sh built for the Pi,
+# else a fresh host build.
 target_dir=${CARGO_TARGET_DIR:-target}
-bin="$target_dir/debug/outpost"
-if [ ! -x "$bin" ]; then
+bin=""
+for b in "$target_dir/debug/outpost" "$target_dir"/*-linux-gnu*/arm-check/outpost; do
+  if [ -x "$b" ]; then bin=$b; break; fi
+done
+if [ -z "$bin" ]; then
   cargo build --locked --bin outpost
+  bin="$target_dir/debug/outpost"
 fi
 
 root=$(mktemp -d)
@@ -70,7 +77,7 @@ if [ -n "$out" ]; then
   echo "FAIL: systemd-analyze verify reports problems in $unit (above)" >&2
   exit 1
 fi
-echo "ok: systemd-analyze verify $unit (ExecStart=/usr/local/bin/outpost present in a temporary root)"
+echo "ok: systemd-analyze verify $unit (ExecStart=/usr/local/bin/outpost: $bin, in a temporary root)"
 
 if score=$(systemd-analyze security --offline=true --root="$root" /etc/systemd/system/outpost.service 2>&1 \
     | grep 'Overall exposure level'); then
