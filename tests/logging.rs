@@ -127,8 +127,9 @@ fn an_error_a_client_repeats_per_message_is_logged_once() {
         "[log]\nauto_create_topics = false\n",
         None,
     );
+    let started = std::time::Instant::now();
     let mut client = Raw::v5(&serve.mqtt_addr, "repeater");
-    const PUBLISHES: usize = 25;
+    const PUBLISHES: u64 = 25;
     for i in 0..PUBLISHES {
         let payload = format!("reading {i}");
         let code = client.publish("nosuchtopic/t", payload.as_bytes(), QoS::AtLeastOnce, false);
@@ -136,10 +137,14 @@ fn an_error_a_client_repeats_per_message_is_logged_once() {
         assert_eq!(code, 0x80, "publish {i}");
     }
     client.disconnect();
+    let elapsed = started.elapsed();
     let stderr = serve.stop();
-    let lines = stderr.matches("MQTT publish not stored").count();
-    assert_eq!(
-        lines, 1,
-        "{PUBLISHES} refused publishes should log one line: {stderr}"
+    // One line, and one more per 10 s interval the publishes took (none on any sane machine;
+    // counted rather than assumed, so a slow machine does not fail the test).
+    let lines = stderr.matches("MQTT publish not stored").count() as u64;
+    let intervals = elapsed.as_secs() / 10;
+    assert!(
+        lines >= 1 && lines <= 1 + intervals && lines < PUBLISHES,
+        "{PUBLISHES} refused publishes in {elapsed:?} logged {lines} lines: {stderr}"
     );
 }
