@@ -351,6 +351,8 @@ data_dir = "$1/outpost-data"
 listen = "127.0.0.1:$3"
 [mqtt]
 listen = "127.0.0.1:$4"
+[metrics]
+enabled = false
 [[bridge]]
 name = "bench"
 upstream = "mqtt://127.0.0.1:$5"

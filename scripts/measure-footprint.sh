@@ -69,6 +69,8 @@ cat > "$WORK/outpost.toml" <<EOF
 data_dir = "$WORK/data"
 [wire]
 listen = "127.0.0.1:0"
+[metrics]
+listen = "127.0.0.1:0"
 [mqtt]
 listen = "127.0.0.1:0"
 max_connections = $((CONNS + 100))

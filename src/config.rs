@@ -83,6 +83,10 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9883";
 pub const DEFAULT_AUTH_CONCURRENCY: u32 = crate::auth::verifier::DEFAULT_CONCURRENCY;
 /// Default password verifications waiting for a turn.
 pub const DEFAULT_AUTH_WAITING: u32 = crate::auth::verifier::DEFAULT_MAX_WAITING;
+/// Default `[logging] level` of `serve` (`RUST_LOG` overrides it).
+pub const DEFAULT_LOGGING_LEVEL: &str = "info";
+/// The level names `[logging] level` accepts (besides `target=level` directives).
+pub const LOGGING_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -92,6 +96,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Stable gateway id; when empty, one is generated once and kept in the log file.
     pub gateway_id: String,
+    /// Diagnostics of `serve` (not the message store: that is `log`).
+    pub logging: LoggingConfig,
     /// The binary-protocol listener.
     pub wire: WireConfig,
     /// The log store and its writer.
@@ -246,6 +252,63 @@ fn default_true() -> bool {
     true
 }
 
+/// `[logging]`: what `serve` writes to stderr (the journal under systemd).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// A level (`off`, `error`, `warn`, `info`, `debug`, `trace`) or a filter in `RUST_LOG`
+    /// syntax (`info,outpost::bridge=debug`). `RUST_LOG`, when set, overrides it.
+    pub level: String,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// How `serve` writes its diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line: timestamp, level, target, message and the event's fields.
+    Json,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: DEFAULT_LOGGING_LEVEL.to_owned(),
+            format: LogFormat::Plain,
+        }
+    }
+}
+
+impl LoggingConfig {
+    /// Checks `level`: each comma-separated part is a level name or a `target=level`
+    /// directive that `tracing`'s filter parses. (A bare word would silently become a target
+    /// name with every level on, so a misspelt level is refused here instead.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = ConfigError::Invalid {
+            key: "logging.level",
+            problem: "is not a level or a RUST_LOG-style filter",
+            fix: "use \"error\", \"warn\", \"info\", \"debug\", \"trace\" or \"off\", or directives such as \"info,outpost::bridge=debug\"",
+        };
+        let level = self.level.trim();
+        let parts_ok = !level.is_empty()
+            && level.split(',').all(|part| {
+                let part = part.trim();
+                part.contains('=') || LOGGING_LEVELS.contains(&part.to_ascii_lowercase().as_str())
+            });
+        let parses = tracing_subscriber::EnvFilter::builder()
+            .parse(level)
+            .is_ok();
+        if parts_ok && parses {
+            Ok(())
+        } else {
+            Err(invalid)
+        }
+    }
+}
+
 /// `[wire]`: the binary-protocol listener.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -379,6 +442,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             gateway_id: String::new(),
+            logging: LoggingConfig::default(),
             wire: WireConfig::default(),
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
@@ -476,6 +540,18 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Outpost configuration. Every key is o
 data_dir = "./outpost-data"
 # Stable id of this gateway, used by the bridge. Empty: generated once and kept in the log file.
 gateway_id = ""
+
+[logging]
+# Diagnostics of `outpost serve`, written to stderr (under systemd: the journal). Not to be
+# confused with [log], the message store below.
+# A level ("error", "warn", "info", "debug", "trace" or "off") or a filter in RUST_LOG syntax
+# such as "info,outpost::bridge=debug". The RUST_LOG environment variable, when set, wins.
+# Nothing is logged per message at "info": events that a client can repeat per message or
+# per connection are logged at most once every 10 s, with the number held back.
+level = "info"
+# "plain": one human-readable line per event. "json": one JSON object per line (timestamp,
+# level, target, message and the event's fields), for log shippers.
+format = "plain"
 
 [wire]
 # Binary-protocol listener (devices, the CLI, applications). Loopback only by default:
@@ -856,6 +932,7 @@ impl Config {
             return Err(ConfigError::Invalid { key, problem, fix });
         }
         self.validate_tls()?;
+        self.logging.validate()?;
         crate::ingest::Ingest::from_config(&self.mqtt)?;
         outpost_bridge::config::validate_all(&self.bridges)?;
         Ok(())
@@ -974,6 +1051,23 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Config::from_toml("[log]\nfsynk = \"always\"\n").unwrap_err();
         assert!(err.to_string().contains("fsynk"), "{err}");
+    }
+
+    #[test]
+    fn logging_section_is_validated() {
+        let ok = "[logging]\nlevel = \"warn,outpost::bridge=debug\"\nformat = \"json\"\n";
+        let config = Config::from_toml(ok).unwrap();
+        assert_eq!(config.logging.format, LogFormat::Json);
+        for bad in ["verbose", "", "info,lots", "outpost=loud"] {
+            let text = format!("[logging]\nlevel = {bad:?}\n");
+            let err = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("logging.level") && err.contains("fix"),
+                "{bad}: {err}"
+            );
+        }
+        let err = Config::from_toml("[logging]\nformat = \"xml\"\n").unwrap_err();
+        assert!(err.to_string().contains("xml"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! - [`server`]: listener, connection limit, graceful shutdown; [`reload`]: SIGHUP.
 //! - [`client`]: an async client of the binary protocol, used by the CLI and tests.
 //! - [`cli`]: the `outpost` command's subcommands.
+//! - [`logging`]: the `tracing` subscriber of each command (`[logging]`), and the gate that
+//!   keeps per-message events to one line per interval.
 //!
 //! Data flow: a produce frame → [`wire::connection`] encodes its records into a batch →
 //! [`log::Log::enqueue_append`] → the writer commits → the ack goes out. Nothing is
@@ -31,6 +33,7 @@ pub mod client;
 pub mod config;
 pub mod ingest;
 pub mod log;
+pub mod logging;
 pub mod mqtt;
 pub mod reload;
 pub mod server;

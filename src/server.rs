@@ -23,6 +23,7 @@ use crate::admin::{AdminServer, Health, Readiness};
 use crate::auth::Security;
 use crate::config::{Config, TlsListenerConfig};
 use crate::log::{Log, OpenError};
+use crate::logging::RepeatGate;
 use crate::mqtt::broker::Broker;
 use crate::mqtt::connection::{self as mqtt_connection, ConnConfig as MqttConnConfig};
 use crate::mqtt::session::SessionConfig;
@@ -33,6 +34,13 @@ use crate::wire::connection::{self, ConnConfig};
 
 /// How long shutdown waits for connections to finish.
 const CONNECTION_DRAIN: Duration = Duration::from_secs(15);
+/// Refusals over a connection limit: a reconnecting fleet can cause one per attempt, so they
+/// are logged at most once per interval, with a count.
+static WIRE_LIMIT_LOG: RepeatGate = RepeatGate::new();
+/// Likewise for the MQTT listeners.
+static MQTT_LIMIT_LOG: RepeatGate = RepeatGate::new();
+/// Failed accepts (out of file descriptors): up to 20 a second while it lasts.
+static ACCEPT_FAILED_LOG: RepeatGate = RepeatGate::new();
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -295,11 +303,19 @@ impl Server {
     fn serve_wire(&mut self, config: &Config, listeners: [Option<Bound>; 2]) {
         let conn = ConnConfig {
             max_frame_bytes: config.wire.max_frame_bytes,
-            max_inflight: config.wire.max_inflight,
+            // tokio's permit limit is below u32::MAX on 32-bit targets (armv7), and a
+            // connection's reply queue holds 8 more; a window that large never fills anyway.
+            max_inflight: config
+                .wire
+                .max_inflight
+                .min(u32::try_from(Semaphore::MAX_PERMITS - 8).unwrap_or(u32::MAX)),
             batch_max_bytes: config.log.batch_max_bytes as usize,
             idle_timeout: Duration::from_millis(config.wire.idle_timeout_ms),
         };
-        let limit = Arc::new(Semaphore::new(config.wire.max_connections as usize));
+        // On 32-bit targets (armv7) tokio's permit limit is below u32::MAX: a larger configured
+        // limit means "no limit" there, where it could never be reached anyway.
+        let permits = (config.wire.max_connections as usize).min(Semaphore::MAX_PERMITS);
+        let limit = Arc::new(Semaphore::new(permits));
         for bound in listeners.into_iter().flatten() {
             let (log, bridges, stop) = (
                 self.log.clone(),
@@ -332,7 +348,9 @@ impl Server {
                             }
                             None => {
                                 served.stats.refused();
-                                tracing::warn!(peer = %addr, "connection limit reached; refusing");
+                                if let Some(similar_not_logged) = WIRE_LIMIT_LOG.pass() {
+                                    tracing::warn!(peer = %addr, similar_not_logged, "connection limit reached; refusing");
+                                }
                                 refuse_busy(stream).await;
                             }
                         }
@@ -393,7 +411,9 @@ impl Server {
                     // Over the limit, CONNECT is answered "server busy"; far over it, the
                     // socket is closed at once so refusals cannot pile up.
                     if now >= max.saturating_mul(2) {
-                        tracing::warn!(peer = %incoming.addr, "MQTT connection limit far exceeded; closing");
+                        if let Some(similar_not_logged) = MQTT_LIMIT_LOG.pass() {
+                            tracing::warn!(peer = %incoming.addr, similar_not_logged, "MQTT connection limit far exceeded; closing");
+                        }
                         return None;
                     }
                     let shared = mqtt_connection::Shared {
@@ -496,7 +516,9 @@ where
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, what, "accept failed");
+                if let Some(similar_not_logged) = ACCEPT_FAILED_LOG.pass() {
+                    tracing::warn!(error = %e, what, similar_not_logged, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -545,6 +567,8 @@ async fn refuse_busy(mut stream: Transport) {
 /// bound addresses on stdout (tests and scripts read them when the configured port is 0).
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let data_dir = config.data_dir.clone();
+    // Before the addresses are printed: whoever reads them may send SIGTERM at once.
+    let signal = crate::shutdown::os_signal();
     let server = Server::start(config).await?;
     for (what, addr) in [
         ("metrics", server.metrics_addr),
@@ -560,7 +584,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Scripts and tests wait for this line: every listener above is bound and serving.
     println!("outpost: ready");
     tracing::info!(data_dir = %data_dir.display(), gateway_id = server.log.gateway_id(), "serving");
-    crate::shutdown::os_signal().await;
+    signal.await;
     tracing::info!("shutting down: draining connections and the log writer");
     let log = server.log.clone();
     server.stop().await;

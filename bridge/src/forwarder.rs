@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{BridgeConfig, Overflow, StartAt};
 use crate::mqtt::{MqttUpstream, SetupError};
-use crate::pace::{Backoff, Bucket};
+use crate::pace::{Backoff, Bucket, LogGate, REPEAT_LOG_INTERVAL};
 use crate::source::{Checkpoint, CheckpointStore, LogSource, SourceRecord, ALL_PARTITIONS};
 use crate::status::{BridgeStatus, PartitionStatus, RouteStatus, StatusBoard};
 use crate::upstream::{MsgId, OutRecord, SendError, Upstream, UpstreamEvent};
@@ -191,6 +191,9 @@ struct Forwarder<S, U> {
     connects: u64,
     last_error: Option<(String, u64)>,
     state_since: u64,
+    /// Skipped records are logged at most once per interval: an upstream that refuses every
+    /// record (e.g. 0x87 Not authorized) must not log a line per message.
+    skip_log: LogGate,
 }
 
 fn now_ms() -> u64 {
@@ -250,6 +253,7 @@ where
             ack_timeout: Duration::from_secs(u64::from(config.ack_timeout_secs)),
             connect_timeout: Duration::from_secs(u64::from(config.connect_timeout_secs) + 5),
             checkpoint_interval: Duration::from_millis(config.checkpoint_interval_ms),
+            skip_log: LogGate::new(REPEAT_LOG_INTERVAL),
             source,
             upstream,
             board,
@@ -430,14 +434,17 @@ where
                 };
                 s.last_error = Some(format!("offset {}: {reason}", id.offset));
                 if permanent {
-                    tracing::warn!(
-                        bridge = self.config.name,
-                        topic = s.topic,
-                        partition = s.partition,
-                        offset = id.offset,
-                        reason,
-                        "record skipped: the upstream refuses it for good"
-                    );
+                    if let Some(similar_not_logged) = self.skip_log.pass(now) {
+                        tracing::warn!(
+                            bridge = self.config.name,
+                            topic = s.topic,
+                            partition = s.partition,
+                            offset = id.offset,
+                            reason,
+                            similar_not_logged,
+                            "record skipped: the upstream refuses it for good"
+                        );
+                    }
                     s.mark(id.offset, Entry::Skipped);
                 } else {
                     self.fail(format!("offset {}: {reason}", id.offset), now);
@@ -540,6 +547,7 @@ where
         let route = &mut self.routes[r];
         let route_name = route.name.clone();
         let upstream = &mut self.upstream;
+        let skip_log = &mut self.skip_log;
         let mut stopped = false;
         let visited = self
             .source
@@ -564,15 +572,18 @@ where
                         route.rate_take(bytes as u64, now);
                     }
                     Err(SendError::TooLarge(why)) => {
-                        tracing::warn!(
-                            bridge,
-                            route = route_name.as_str(),
-                            topic = slot.topic,
-                            partition = slot.partition,
-                            offset = rec.offset,
-                            why,
-                            "record skipped: it can never be sent to this upstream"
-                        );
+                        if let Some(similar_not_logged) = skip_log.pass(now) {
+                            tracing::warn!(
+                                bridge,
+                                route = route_name.as_str(),
+                                topic = slot.topic,
+                                partition = slot.partition,
+                                offset = rec.offset,
+                                why,
+                                similar_not_logged,
+                                "record skipped: it can never be sent to this upstream"
+                            );
+                        }
                         // Counted as dropped when the prefix passes it (`Slot::mark`).
                         slot.ring.push_back(Entry::Skipped);
                     }

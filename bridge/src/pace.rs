@@ -1,6 +1,7 @@
-//! Pacing: reconnect backoff with jitter, and token buckets for metered links.
+//! Pacing: reconnect backoff with jitter, token buckets for metered links, and a gate that
+//! keeps a repeating log event to one line per interval.
 //!
-//! Both are a few lines of arithmetic over `Instant`s; the crates that offer them (backoff,
+//! Each is a few lines of arithmetic over `Instant`s; the crates that offer them (backoff,
 //! governor) bring their own clocks and futures for what the forwarder's single timer does.
 
 use std::time::{Duration, Instant};
@@ -85,9 +86,57 @@ impl Bucket {
     }
 }
 
+/// How often an event that can repeat per message or per connection is logged at most.
+pub const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Lets an event that a peer can cause per message (a record the upstream refuses, a publish
+/// that cannot be stored) through to the log at most once per interval, and counts the ones
+/// it holds back so the next line can say how many there were. The first event always passes.
+#[derive(Debug, Clone)]
+pub struct LogGate {
+    interval: Duration,
+    next_at: Option<Instant>,
+    held: u64,
+}
+
+impl LogGate {
+    /// A gate passing at most one event per `interval`.
+    pub const fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next_at: None,
+            held: 0,
+        }
+    }
+
+    /// `Some(held)`: log this event now, saying `held` similar ones were not logged since the
+    /// last line. `None`: do not log it (it is counted).
+    pub fn pass(&mut self, now: Instant) -> Option<u64> {
+        if self.next_at.is_some_and(|at| now < at) {
+            self.held = self.held.saturating_add(1);
+            return None;
+        }
+        self.next_at = Some(now + self.interval);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_gate_passes_one_event_per_interval_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut g = LogGate::new(Duration::from_secs(10));
+        assert_eq!(g.pass(t0), Some(0));
+        for ms in [1, 500, 9_999] {
+            assert_eq!(g.pass(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(g.pass(t0 + Duration::from_secs(10)), Some(3));
+        assert_eq!(g.pass(t0 + Duration::from_secs(11)), None);
+        assert_eq!(g.pass(t0 + Duration::from_secs(60)), Some(1));
+    }
 
     #[test]
     fn backoff_grows_caps_and_resets() {

@@ -81,7 +81,10 @@ impl Slot {
         if offset < self.acked {
             return;
         }
-        if let Some(slot) = self.ring.get_mut((offset - self.acked) as usize) {
+        // Checked: a u64 distance can exceed a 32-bit usize (armv7); such an offset is not in
+        // the ring (at most max_inflight long) anyway.
+        let at = usize::try_from(offset - self.acked).ok();
+        if let Some(slot) = at.and_then(|i| self.ring.get_mut(i)) {
             *slot = e;
         }
         while let Some(front) = self.ring.front() {

@@ -33,6 +33,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     if let Some(listen) = args.listen {
         config.wire.listen = listen;
     }
+    crate::logging::init_serve(&config.logging);
     crate::server::run(config).await?;
     Ok(())
 }

@@ -461,7 +461,9 @@ impl Log {
                 .map(|(name, (cfg, metas))| (name.clone(), Arc::new(TopicShared::new(*cfg, metas))))
                 .collect(),
         ));
-        let (tx, rx) = mpsc::channel(config.log.writer_queue as usize);
+        // Capped by tokio's limit, which on 32-bit targets (armv7) is below u32::MAX.
+        let queue = (config.log.writer_queue as usize).min(tokio::sync::Semaphore::MAX_PERMITS);
+        let (tx, rx) = mpsc::channel(queue);
         let defaults = topic_defaults(config);
         let holds = Arc::new(retention::Holds::default());
         let writer = writer::Writer::new(writer::WriterParts {

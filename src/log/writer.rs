@@ -31,9 +31,13 @@ use super::{
     StateOp, Stats, StorageError, TopicError, TopicShared,
 };
 use crate::config::{Config, Fsync};
+use crate::logging::RepeatGate;
 
 /// Most requests taken into one commit.
 const MAX_REQUESTS_PER_COMMIT: usize = 8192;
+/// A failing disk fails every commit, up to hundreds a second: logged at most once per
+/// interval, with a count (every request still gets its error).
+static COMMIT_FAILED_LOG: RepeatGate = RepeatGate::new();
 /// Lingering ends when no request arrived for this long (see `Writer::gather`).
 const LINGER_GAP: Duration = Duration::from_micros(150);
 /// Poll interval while lingering.
@@ -335,7 +339,9 @@ impl Writer {
         match result {
             Ok(()) => self.committed(commit, durable),
             Err(e) => {
-                tracing::error!(error = %e, requests = group.len(), "commit failed; nothing of it is stored");
+                if let Some(similar_not_logged) = COMMIT_FAILED_LOG.pass() {
+                    tracing::error!(error = %e, requests = group.len(), similar_not_logged, "commit failed; nothing of it is stored");
+                }
                 outcomes.resize_with(group.len(), || None);
                 outcomes = group
                     .iter()

@@ -51,9 +51,27 @@ use crate::log::tables::StateTable;
 use crate::log::{
     AppendError, Appended, Log, Pending, PendingRecords, StateError, StateOp, Target,
 };
+use crate::logging::RepeatGate;
 
 /// How long a new connection waits for the one it takes a session over from to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+/// Publishes that cannot be stored (refused appends, unknown topics): a client can cause
+/// one per message, so they are logged at most once per interval, with a count.
+static NOT_STORED_LOG: RepeatGate = RepeatGate::new();
+/// Messages too large for a record, likewise.
+static TOO_LARGE_LOG: RepeatGate = RepeatGate::new();
+
+/// Logs why a publish was not stored. A full partition is expected while a bridge in refuse
+/// mode is behind, possibly for every message: the bridge logs the cause, so it is only a
+/// debug event here. Anything else is a warning, at most once per interval (a client can cause
+/// one per message). `topic` is empty where it is not known.
+fn log_not_stored(e: &AppendError, topic: &str) {
+    if matches!(e, AppendError::Full { .. }) {
+        tracing::debug!(error = %e, topic, "MQTT publish refused: partition full");
+    } else if let Some(similar_not_logged) = NOT_STORED_LOG.pass() {
+        tracing::warn!(error = %e, topic, similar_not_logged, "MQTT publish not stored");
+    }
+}
 
 /// Broker-wide counters, reported under `$SYS/`.
 #[derive(Debug, Default)]
@@ -355,7 +373,7 @@ impl Published {
             Some(Commit::Append(p)) => match p.await {
                 Ok(_) => true,
                 Err(e) => {
-                    tracing::warn!(error = %e, "MQTT publish not stored");
+                    log_not_stored(&e, "");
                     false
                 }
             },
@@ -872,7 +890,7 @@ impl Broker {
             let partition = match self.inner.log.resolve_partition(&topic, target) {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(error = %e, topic = %topic, "MQTT publish not stored");
+                    log_not_stored(&e, &topic);
                     self.cancel(published.deliveries);
                     out.push(Err(reason::UNSPECIFIED_ERROR));
                     continue;
@@ -892,7 +910,9 @@ impl Broker {
                 first: out.len(),
             });
             if let Err(e) = ingest::push_record(&msg, key, builder, &mut g.records) {
-                tracing::warn!(error = %e, "MQTT message does not fit a record");
+                if let Some(similar_not_logged) = TOO_LARGE_LOG.pass() {
+                    tracing::warn!(error = %e, similar_not_logged, "MQTT message does not fit a record");
+                }
                 self.cancel(published.deliveries);
                 out.push(Err(reason::PACKET_TOO_LARGE));
                 continue;
@@ -954,17 +974,10 @@ impl Broker {
 
     /// The v5 reason code for publishes whose append was refused, logging why.
     fn refused_code(e: &AppendError, topic: &str) -> u8 {
+        log_not_stored(e, topic);
         match e {
-            // Expected while a bridge in refuse mode is behind, possibly for every message:
-            // the bridge logs the cause; here it is only the answer.
-            AppendError::Full { .. } => {
-                tracing::debug!(error = %e, topic, "MQTT publish refused: partition full");
-                reason::QUOTA_EXCEEDED
-            }
-            _ => {
-                tracing::warn!(error = %e, topic, "MQTT publish not stored");
-                reason::UNSPECIFIED_ERROR
-            }
+            AppendError::Full { .. } => reason::QUOTA_EXCEEDED,
+            _ => reason::UNSPECIFIED_ERROR,
         }
     }
 

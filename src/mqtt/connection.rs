@@ -626,7 +626,8 @@ async fn read_some(
     buf: &mut Vec<u8>,
     max_packet: u32,
 ) -> std::io::Result<usize> {
-    let limit = max_packet as usize + READ_CHUNK;
+    // Saturating: u32::MAX + a chunk overflows a 32-bit usize.
+    let limit = (max_packet as usize).saturating_add(READ_CHUNK);
     let room = limit.saturating_sub(buf.len()).min(READ_CHUNK);
     if room == 0 {
         // Framing refuses anything over max_packet from its header, and every whole packet is

@@ -109,6 +109,7 @@ pub async fn serve(
     // Small frames must not wait for Nagle (FIELD-NOTES.md: 19 ms vs 0.3 ms p50).
     let _ = stream.tcp().set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
+    // `max_inflight` + 8 is within tokio's limits: `server` caps it (32-bit targets).
     let (tx, rx) = mpsc::channel(config.max_inflight as usize + 8);
     let writer = tokio::spawn(write_loop(wr, rx, stats.clone()));
     let mut conn = Conn {
@@ -201,7 +202,10 @@ impl Conn {
         loop {
             let consumed = self.process_buffer(&buf).await?;
             buf.drain(..consumed);
-            if buf.len() > self.config.max_frame_bytes as usize + codec::MAX_PREFIX_LEN {
+            // Saturating: u32::MAX + 5 overflows a 32-bit usize.
+            let bound =
+                (self.config.max_frame_bytes as usize).saturating_add(codec::MAX_PREFIX_LEN);
+            if buf.len() > bound {
                 return Err("buffer bound exceeded");
             }
             let start = buf.len();
