@@ -242,6 +242,15 @@ impl Server {
         } else {
             (None, None)
         };
+        warn_open_listeners(
+            &security,
+            [
+                ("wire", &wire_plain, &config.wire.tls),
+                ("wire-tls", &wire_tls, &config.wire.tls),
+                ("mqtt", &mqtt_plain, &config.mqtt.tls),
+                ("mqtt-tls", &mqtt_tls, &config.mqtt.tls),
+            ],
+        );
         let addr = |b: &Option<Bound>| b.as_ref().map(|b| b.addr);
         let listener_stats = [
             ("wire", &wire_plain),
@@ -455,6 +464,36 @@ impl Server {
     }
 }
 
+/// Warns, once at start, about each listener that anyone on the network can use without
+/// credentials: bound beyond loopback while anonymous access is on, and (for a TLS listener)
+/// no client certificate required. A gateway often starts like this during setup; the line
+/// says what closes it.
+fn warn_open_listeners(
+    security: &Security,
+    listeners: [(&str, &Option<Bound>, &Option<TlsListenerConfig>); 4],
+) {
+    for (name, bound, tls) in listeners {
+        let Some(b) = bound else { continue };
+        let tls = tls.as_ref().filter(|_| b.tls.is_some());
+        if open_to_anyone(b.addr, tls, security.requires_login()) {
+            tracing::warn!(
+                listener = name,
+                addr = %b.addr,
+                "accepts anonymous clients from the network; set [auth] password_file (or \
+                 require client certificates) to close it"
+            );
+        }
+    }
+}
+
+/// Whether a listener on `addr` (with `tls` when it is a TLS listener) lets anyone on the
+/// network in without credentials.
+fn open_to_anyone(addr: SocketAddr, tls: Option<&TlsListenerConfig>, login: bool) -> bool {
+    let certificate_required =
+        tls.is_some_and(|t| t.client_ca_file.is_some() && t.require_client_cert);
+    !login && !certificate_required && !addr.ip().is_loopback()
+}
+
 /// Binds the metrics listener if `[metrics]` enables it.
 async fn start_admin(config: &Config, health: &Health) -> Result<Option<AdminServer>, ServeError> {
     if !config.metrics.enabled {
@@ -590,4 +629,39 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     server.stop().await;
     tracing::info!(stats = log.stats_summary(), "stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_network_listeners_without_any_credential_are_open_to_anyone() {
+        let any: SocketAddr = "0.0.0.0:1883".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+        let v6: SocketAddr = "[::]:8883".parse().unwrap();
+        let mut tls = TlsListenerConfig {
+            listen: v6,
+            cert_file: "c".into(),
+            key_file: "k".into(),
+            client_ca_file: Some("ca".into()),
+            require_client_cert: true,
+            identity_as_username: None,
+            handshake_timeout_ms: 1,
+        };
+        assert!(open_to_anyone(any, None, false));
+        assert!(
+            !open_to_anyone(any, None, true),
+            "a password file closes it"
+        );
+        assert!(!open_to_anyone(lo, None, false), "loopback is local");
+        assert!(!open_to_anyone(v6, Some(&tls), false), "mTLS closes it");
+        tls.require_client_cert = false;
+        assert!(
+            open_to_anyone(v6, Some(&tls), false),
+            "an optional certificate does not"
+        );
+        tls.client_ca_file = None;
+        assert!(open_to_anyone(v6, Some(&tls), false));
+    }
 }
