@@ -31,6 +31,9 @@ fn bridge_config(upstream: &str, topic: &str, bridge: &str, route: &str) -> Stri
         r#"
 [retention]
 check_interval_ms = 200
+# Not about disk space: a nearly full build machine must not delete unforwarded records.
+min_free_bytes = 0
+min_free_percent = 0
 
 [[bridge]]
 name = "up"
@@ -623,50 +626,29 @@ fn mqtt_311_json_envelope_and_a_route_starting_at_latest() {
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
-fn certificates(dir: &std::path::Path) -> common::upstream::MosquittoTls {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "outpost test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issue = |names: Vec<String>, cn: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(names).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server, server_key) = issue(vec!["127.0.0.1".into(), "localhost".into()], "upstream");
-    let (client, client_key) = issue(Vec::new(), "gateway");
-    let write = |name: &str, text: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    write("client.pem", &client);
-    write("client.key", &client_key);
-    common::upstream::MosquittoTls {
-        ca_file: write("ca.pem", &ca_cert.pem()),
-        cert_file: write("server.pem", &server),
-        key_file: write("server.key", &server_key),
+fn certificates(dir: &std::path::Path) -> (common::upstream::MosquittoTls, common::pki::Pki) {
+    let pki = common::pki::Pki::new(dir, "upstream-ca");
+    let tls = common::upstream::MosquittoTls {
+        ca_file: pki.ca.clone(),
+        cert_file: pki.server_cert.clone(),
+        key_file: pki.server_key.clone(),
         require_client_cert: true,
-    }
+    };
+    (tls, pki)
 }
 
 #[test]
 fn mqtts_with_a_client_certificate_and_without() {
     let certs_dir = temp_dir();
-    let tls = certificates(certs_dir.path());
+    let (tls, pki) = certificates(certs_dir.path());
     let up = Mosquitto::start(MosquittoOpts {
         tls: Some(tls.clone()),
         ..MosquittoOpts::default()
     });
     let sub = Subscriber::start(up.port(), "edge/#");
     let ca = tls.ca_file.display().to_string();
-    let cert = certs_dir.path().join("client.pem").display().to_string();
-    let key = certs_dir.path().join("client.key").display().to_string();
+    let cert = pki.client_cert.display().to_string();
+    let key = pki.client_key.display().to_string();
     // With our client certificate: accepted, everything arrives.
     let (_dir, broker) = start_bridged(
         &up.tls_url(),
