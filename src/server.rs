@@ -177,7 +177,9 @@ impl Incoming {
             };
             return Some((Transport::Tcp(self.tcp), peer));
         };
-        match tls.accept(self.tcp).await {
+        // Boxed: rustls's handshake state is large, and inline it would size every
+        // connection's task for its whole life (plain ones too), not just the handshake.
+        match Box::pin(tls.accept(self.tcp)).await {
             Ok((stream, cert_identity)) => Some((
                 Transport::Tls(Box::new(stream.into())),
                 Peer {
@@ -352,7 +354,9 @@ impl Server {
                         };
                         match permit {
                             Some(permit) => {
-                                connection::serve(stream, peer, served, conn, shutdown).await;
+                                // Boxed for the same reason as MQTT's (see serve_mqtt).
+                                Box::pin(connection::serve(stream, peer, served, conn, shutdown))
+                                    .await;
                                 drop(permit);
                             }
                             None => {
@@ -435,7 +439,12 @@ impl Server {
                         let Some((stream, peer)) = incoming.establish().await else {
                             return;
                         };
-                        mqtt_connection::serve(stream, peer, shared, conn, stop, now >= max).await;
+                        // Boxed: awaited inline, the connection's (large) future would be laid
+                        // out twice in this one (rustc keeps the moved-from temporary), which
+                        // doubled the memory of every idle connection.
+                        let over = now >= max;
+                        Box::pin(mqtt_connection::serve(stream, peer, shared, conn, stop, over))
+                            .await;
                         drop(token);
                     })
                 },
@@ -634,6 +643,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The handshake is boxed, so establishing a connection adds little to its task.
+    #[tokio::test]
+    async fn establishing_a_connection_is_a_small_future() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let incoming = Incoming {
+            addr: tcp.local_addr().unwrap(),
+            tcp,
+            tls: None,
+            stats: Arc::default(),
+        };
+        let f = incoming.establish();
+        let size = std::mem::size_of_val(&f);
+        drop(f);
+        assert!(size <= 256, "establish() is {size} bytes");
+    }
 
     #[test]
     fn only_network_listeners_without_any_credential_are_open_to_anyone() {
