@@ -475,3 +475,37 @@ topics = ["users/%u/#", "sensor7"]
     );
     broker.stop();
 }
+
+#[test]
+fn the_cli_logs_in_with_a_password_over_tls() {
+    let dir = temp_dir();
+    let pki = Pki::new(dir.path(), "ca1");
+    let tls = pki.section("wire.tls", &pki.server_cert, &pki.server_key, "");
+    let (broker, _) = common::auth::secure_broker(dir.path(), common::auth::ACL, &tls);
+    let wire = broker.listeners["wire-tls"].clone();
+    let cli = |user: Option<&str>| {
+        let mut cmd = Command::new(common::bin());
+        cmd.args(["--broker", &wire, "--tls-ca"]).arg(&pki.ca);
+        if let Some(u) = user {
+            cmd.args(["--user", u])
+                .env("OUTPOST_PASSWORD", common::auth::password_of(u));
+        }
+        cmd.args(["topics", "create", "over-tls"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let anonymous = cli(None);
+    assert!(!anonymous.status.success());
+    let err = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(err.contains("NOT_AUTHORIZED"), "{err}");
+    let admin = cli(Some("admin"));
+    assert!(
+        admin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&admin.stderr)
+    );
+    let listed = common::auth::cli_as(&broker, Some("admin"), &["topics", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("over-tls"));
+    broker.stop();
+}
