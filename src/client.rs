@@ -137,43 +137,19 @@ impl ClientTls {
         Ok((tokio_rustls::TlsConnector::from(config), name))
     }
 
-    /// Builds the rustls configuration (the `ring` provider).
+    /// Builds the rustls configuration (the `ring` provider; shared with the bridge).
     fn config(&self) -> Result<rustls::ClientConfig, ClientError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
-            ClientError::TlsConfig(format!("{what} {}: {e}", path.display()))
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&self.ca_file)
-            .map_err(|e| bad("CA file", &self.ca_file, &e))?
-        {
-            let cert = cert.map_err(|e| bad("CA file", &self.ca_file, &e))?;
-            roots
-                .add(cert)
-                .map_err(|e| bad("CA file", &self.ca_file, &e))?;
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::TlsConfig(e.to_string()))?
-            .with_root_certificates(roots);
-        match (&self.cert_file, &self.key_file) {
-            (None, None) => Ok(builder.with_no_client_auth()),
-            (Some(cert), Some(key)) => {
-                let chain = CertificateDer::pem_file_iter(cert)
-                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| bad("certificate file", cert, &e))?;
-                let key_der =
-                    PrivateKeyDer::from_pem_file(key).map_err(|e| bad("key file", key, &e))?;
-                builder
-                    .with_client_auth_cert(chain, key_der)
-                    .map_err(|e| ClientError::TlsConfig(e.to_string()))
+        let client_cert = match (&self.cert_file, &self.key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            _ => {
+                return Err(ClientError::TlsConfig(
+                    "a client certificate needs both its certificate and its key file".to_owned(),
+                ))
             }
-            _ => Err(ClientError::TlsConfig(
-                "a client certificate needs both its certificate and its key file".to_owned(),
-            )),
-        }
+        };
+        outpost_bridge::tls::client_config(&self.ca_file, client_cert)
+            .map_err(ClientError::TlsConfig)
     }
 }
 

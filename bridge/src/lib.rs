@@ -17,6 +17,7 @@ pub mod pace;
 mod source;
 mod status;
 pub mod template;
+pub mod tls;
 mod upstream;
 mod window;
 

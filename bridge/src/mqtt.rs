@@ -435,49 +435,15 @@ fn qos5(q: u8) -> rumqttc::v5::mqttbytes::QoS {
 /// rustls with `ring`, the CA file (or none: then the connection cannot be verified and is
 /// refused) and the optional client certificate.
 fn tls_config(config: &BridgeConfig) -> Result<rustls::ClientConfig, String> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    };
-    let mut roots = rustls::RootCertStore::empty();
     let ca = config
         .ca_file
         .as_deref()
         .ok_or("an mqtts:// upstream needs `ca_file` (the CA that signed its certificate)")?;
-    let pem = read(ca)?;
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no certificate found", ca.display()));
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots);
-    match (&config.client_cert_file, &config.client_key_file) {
-        (Some(cert), Some(key)) => {
-            let pem = read(cert)?;
-            let chain = rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            if chain.is_empty() {
-                return Err(format!("{}: no certificate found", cert.display()));
-            }
-            let pem = read(key)?;
-            let key_der = rustls_pemfile::private_key(&mut pem.as_slice())
-                .map_err(|e| format!("{}: {e}", key.display()))?
-                .ok_or_else(|| format!("{}: no private key found", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| format!("client certificate: {e}"))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
+    let client_cert = match (&config.client_cert_file, &config.client_key_file) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        _ => None,
+    };
+    crate::tls::client_config(ca, client_cert)
 }
 
 impl Upstream for MqttUpstream {
