@@ -102,8 +102,6 @@ pub struct Server {
     bridge_tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Per listener (`wire`, `wire-tls`, `mqtt`, `mqtt-tls`): connections and traffic.
-    listener_stats: Vec<(&'static str, Arc<ConnectionStats>)>,
     health: Health,
     admin: Option<AdminServer>,
 }
@@ -254,7 +252,7 @@ impl Server {
             ],
         );
         let addr = |b: &Option<Bound>| b.as_ref().map(|b| b.addr);
-        let listener_stats = [
+        let listener_stats: Vec<_> = [
             ("wire", &wire_plain),
             ("wire-tls", &wire_tls),
             ("mqtt", &mqtt_plain),
@@ -282,7 +280,6 @@ impl Server {
             bridge_tasks,
             shutdown,
             tasks: Vec::new(),
-            listener_stats,
             metrics_addr: admin.as_ref().map(AdminServer::local_addr),
             health,
             admin,
@@ -301,7 +298,7 @@ impl Server {
                     data_dir: config.data_dir.clone(),
                     mqtt: broker,
                     bridges: server.bridges.clone(),
-                    listeners: server.listener_stats.clone(),
+                    listeners: listener_stats,
                     security: server.security.clone(),
                 },
             ));
@@ -586,13 +583,8 @@ where
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(CONNECTION_DRAIN, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+    if !crate::shutdown::drain(&mut conns, CONNECTION_DRAIN).await {
         tracing::warn!(what, "connections did not finish in time; closing them");
-        conns.abort_all();
     }
 }
 

@@ -79,3 +79,16 @@ pub fn os_signal() -> impl std::future::Future<Output = ()> {
         }
     }
 }
+
+/// Waits up to `within` for every task in `tasks` to finish, then aborts those still running.
+/// Returns whether all finished in time. Used by every listener at shutdown.
+pub async fn drain(tasks: &mut tokio::task::JoinSet<()>, within: std::time::Duration) -> bool {
+    let finished =
+        tokio::time::timeout(within, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_ok();
+    if !finished {
+        tasks.abort_all();
+    }
+    finished
+}

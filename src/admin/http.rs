@@ -168,13 +168,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutd
         });
     }
     drop(listener);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        conns.abort_all();
-    }
+    crate::shutdown::drain(&mut conns, DRAIN_TIMEOUT).await;
 }
 
 /// Serves one request on `stream`.

@@ -152,26 +152,13 @@ pub fn cli_as(b: &Broker, user: Option<&str>, args: &[&str]) -> Output {
 /// the CLI's JSON objects.
 pub fn consume_as_admin(b: &Broker, topic: &str, max: u64) -> Vec<serde_json::Value> {
     let max = max.to_string();
-    let args = [
-        "consume",
-        topic,
-        "--from-beginning",
-        "--max",
-        &max,
-        "--format",
-        "json",
-    ];
-    let out = cli_as(b, Some("admin"), &args);
+    let out = cli_as(b, Some("admin"), &super::consume_json_args(topic, &max));
     assert!(
         out.status.success(),
         "consume {topic}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
-        .collect()
+    super::json_lines(&String::from_utf8(out.stdout).unwrap())
 }
 
 /// Sends SIGHUP to the broker.

@@ -20,6 +20,26 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a graceful stop may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `consume` arguments that read `topic` from the beginning as JSON lines, at most `max`.
+pub fn consume_json_args<'a>(topic: &'a str, max: &'a str) -> [&'a str; 7] {
+    [
+        "consume",
+        topic,
+        "--from-beginning",
+        "--max",
+        max,
+        "--format",
+        "json",
+    ]
+}
+
+/// The CLI's JSON lines, parsed.
+pub fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+        .collect()
+}
+
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_outpost")
@@ -175,18 +195,7 @@ impl Broker {
     /// objects (`topic`, `partition`, `offset`, `key`, `value`, `headers`).
     pub fn consume_json(&self, topic: &str, max: u64) -> Vec<serde_json::Value> {
         let max = max.to_string();
-        let out = self.cli_ok(&[
-            "consume",
-            topic,
-            "--from-beginning",
-            "--max",
-            &max,
-            "--format",
-            "json",
-        ]);
-        out.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
-            .collect()
+        json_lines(&self.cli_ok(&consume_json_args(topic, &max)))
     }
 
     /// Runs the CLI against this broker.
