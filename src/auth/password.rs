@@ -32,7 +32,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use argon2::password_hash::phc::{Output, PasswordHash};
+use argon2::password_hash::phc::Output;
+/// A parsed PHC hash string (argon2's type), as [`verify`] takes it.
+pub use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
@@ -565,19 +567,5 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    /// Measures one verification with the default parameters (run with `--ignored
-    /// --nocapture` on a release build for the figure in the README).
-    #[test]
-    #[ignore = "measurement, prints a timing"]
-    fn measure_verification() {
-        let hash = PasswordHash::new(&hash_password(b"pw").unwrap()).unwrap();
-        let n = 20;
-        let start = std::time::Instant::now();
-        for _ in 0..n {
-            assert!(verify(&hash, b"pw"));
-        }
-        println!("argon2id m={HASH_M_COST_KIB} KiB t={HASH_T_COST} p={HASH_P_COST}: {:?} per verification", start.elapsed() / n);
     }
 }
