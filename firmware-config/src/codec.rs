@@ -208,15 +208,15 @@ mod tests {
 
     #[test]
     fn unknown_discriminant_is_unknown_frame() {
-        // 23: the first discriminant after `Authenticate`.
-        assert_eq!(decode_frame(&[0x01, 0x17], 64), Err(Error::UnknownFrame));
+        // 37: the first discriminant after `DevicesReply`.
+        assert_eq!(decode_frame(&[0x01, 0x25], 64), Err(Error::UnknownFrame));
         assert_eq!(
             decode_frame(&[0x03, 0x80, 0x01, 0x00], 64),
             Err(Error::UnknownFrame)
         );
         let huge = [0x05, 0xff, 0xff, 0xff, 0xff, 0x0f];
         assert_eq!(decode_frame(&huge, 64), Err(Error::UnknownFrame));
-        assert_eq!(decode_body(&[0x17]), Err(Error::UnknownFrame));
+        assert_eq!(decode_body(&[0x25]), Err(Error::UnknownFrame));
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub enum Error {
     CountMismatch,
     /// A sequence writer was asked to hold more than `u32::MAX` items.
     TooManyItems,
+    /// A [`DeviceConfig`](crate::DeviceConfig) in a format this version does not know (written
+    /// by a newer gateway).
+    UnsupportedFormat {
+        /// The format byte found.
+        found: u8,
+    },
 }
 
 impl fmt::Display for Error {
@@ -46,6 +52,12 @@ impl fmt::Display for Error {
             Error::UnknownFrame => f.write_str("unknown frame type"),
             Error::CountMismatch => f.write_str("sequence count does not match its items"),
             Error::TooManyItems => f.write_str("sequence holds more than u32::MAX items"),
+            Error::UnsupportedFormat { found } => {
+                write!(
+                    f,
+                    "device config in format {found}, this version reads format 1"
+                )
+            }
         }
     }
 }

@@ -69,6 +69,11 @@ codes! {
     /// The client is not logged in (or the login failed), or its access rules refuse the
     /// request.
     NOT_AUTHORIZED = 18,
+    /// A `Reading` or `ProduceAlias` named an alias the connection (or, over UDP, the
+    /// device's stored config) does not define.
+    UNKNOWN_ALIAS = 19,
+    /// No device of that id is known to the broker.
+    UNKNOWN_DEVICE = 20,
 }
 
 impl fmt::Display for ErrorCode {
@@ -100,9 +105,9 @@ mod tests {
 
     #[test]
     fn every_code_has_a_distinct_name() {
-        for a in 1..=18u16 {
+        for a in 1..=20u16 {
             assert_ne!(ErrorCode(a).name(), "UNKNOWN", "{a}");
-            for b in (a + 1)..=18 {
+            for b in (a + 1)..=20 {
                 assert_ne!(ErrorCode(a).name(), ErrorCode(b).name());
             }
         }

@@ -51,6 +51,20 @@
 //! | 20 | `BridgeStatus` | `request_id` u32 |
 //! | 21 | `BridgeStatusReply` | `request_id` u32, `json` str |
 //! | 22 | `Authenticate` | `request_id` u32, `username` str, `password` bytes |
+//! | 23 | `DeviceHello` | `version` u16, `device_id` str, `token` bytes, `config_version` Option u32 |
+//! | 24 | `DeviceHelloAck` | `version` u16, `broker_time_ms` u64, `max_frame_len` u32, `config` Option bytes |
+//! | 25 | `RegisterAlias` | `request_id` u32, `alias` u16, `topic` str, `partition` Option u32 |
+//! | 26 | `ProduceAlias` | `request_id` u32, `alias` u16, `ack` [`AckMode`], `records` Seq of [`Record`](crate::Record) |
+//! | 27 | `Reading` | `request_id` u32, `alias` u16, `value` bytes |
+//! | 28 | `ConfigRequest` | `request_id` u32 |
+//! | 29 | `ConfigReply` | `request_id` u32, `config` Option bytes |
+//! | 30 | `Sleep` | `request_id` u32, `duration_ms` u32 |
+//! | 31 | `Datagram` | `device_id` str, `token` bytes, `body` bytes |
+//! | 32 | `SetDevice` | `request_id` u32, `device_id` str, `config` bytes |
+//! | 33 | `SetDeviceToken` | `request_id` u32, `device_id` str, `token` Option bytes |
+//! | 34 | `DeleteDevice` | `request_id` u32, `device_id` str |
+//! | 35 | `GetDevices` | `request_id` u32, `device_id` Option str |
+//! | 36 | `DevicesReply` | `request_id` u32, `json` str |
 //!
 //! Nested enums: [`AckMode`] is `00` None, `01` Commit; [`Compression`] is `00` None, `01`
 //! Gzip, `02` Snappy, `03` Lz4, `04` Zstd. [`PartitionInfo`] is `partition` u32,
@@ -74,6 +88,35 @@
 //! `NOT_AUTHORIZED` until an `Authenticate` succeeded (answered `Done`; a wrong user name or
 //! password is `Error` `NOT_AUTHORIZED`, and the connection stays open for another try).
 //! Requests its access rules refuse get the same error; the connection stays usable.
+//!
+//! # Devices
+//!
+//! A sensor says `DeviceHello` instead of `Hello`: its device id, its token (empty when it
+//! has none) and the version of the [`DeviceConfig`](crate::DeviceConfig) it keeps in flash
+//! (`None` when it has none). The broker checks the token against the one set with
+//! `outpost devices token`, then answers `DeviceHelloAck` with its clock and, when its stored
+//! config is newer than the device's, the config's encoded bytes (what the device writes to
+//! flash as they are). A wrong token is `Error` `NOT_AUTHORIZED` and the connection closes.
+//!
+//! Topic aliases keep readings short: an alias is a `u16` standing for a log topic (and
+//! optionally a partition) on this connection. The aliases of the device's stored config are
+//! defined from the hello on; `RegisterAlias` adds or replaces one (answered `Done`). A
+//! connection's aliases die with it: after a reconnect the device registers them again.
+//! `Reading` is the smallest produce: one value for an alias, stamped with the broker's clock;
+//! `request_id` 0 asks for no reply, any other id for `Done` once it is committed.
+//! `ProduceAlias` is `Produce` on an alias, with keys, timestamps, headers and batches. An
+//! alias the connection does not know is answered `Error` `UNKNOWN_ALIAS` even when no ack
+//! was asked for: the device and the broker disagree, and readings would be lost silently.
+//!
+//! `ConfigRequest` asks for the stored config at any time (`ConfigReply`, `None` when there
+//! is none). `Sleep` tells the broker when the device will be back (shown by `outpost devices`;
+//! answered `Done` unless `request_id` is 0).
+//!
+//! Over UDP each datagram is one `Datagram` frame body (no length prefix) wrapping one request
+//! body: `Reading`, `ProduceAlias` or `Sleep` on the aliases of the device's stored config.
+//! The reply, when one is asked for, is one frame body in one datagram (`Done`, `Ack` or
+//! `Error`). `SetDevice`, `SetDeviceToken`, `DeleteDevice` and `GetDevices` are the admin
+//! frames of `outpost devices`; `DevicesReply.json` is opaque text to this crate.
 
 use serde::{Deserialize, Serialize};
 
@@ -304,10 +347,142 @@ pub enum Frame<'a> {
         #[serde(borrow, serialize_with = "crate::bytes::serialize")]
         password: &'a [u8],
     },
+    /// Device → broker, the first frame of a sensor (instead of `Hello`).
+    DeviceHello {
+        /// The protocol version the device speaks.
+        version: u16,
+        /// The device's id, as set with `outpost devices set`.
+        device_id: &'a str,
+        /// The device's token; empty when it has none.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize")]
+        token: &'a [u8],
+        /// The version of the config the device holds; `None` when it holds none.
+        config_version: Option<u32>,
+    },
+    /// Broker → device, the answer to `DeviceHello`.
+    DeviceHelloAck {
+        /// The protocol version the broker speaks.
+        version: u16,
+        /// The broker's clock, milliseconds since the Unix epoch.
+        broker_time_ms: u64,
+        /// The largest frame body the broker accepts, in bytes.
+        max_frame_len: u32,
+        /// The device's stored config ([`DeviceConfig`](crate::DeviceConfig) bytes) when it
+        /// is newer than the device's; `None` otherwise.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize_opt")]
+        config: Option<&'a [u8]>,
+    },
+    /// Client → broker: let `alias` stand for `topic` (and `partition`) on this connection.
+    RegisterAlias {
+        /// Echoed in the reply (`Done`).
+        request_id: u32,
+        /// The alias.
+        alias: u16,
+        /// The log topic.
+        topic: &'a str,
+        /// The partition; `None` lets the broker choose per produce (by key, else
+        /// round-robin).
+        partition: Option<u32>,
+    },
+    /// Client → broker: `Produce` to the topic an alias stands for.
+    ProduceAlias {
+        /// Echoed in the reply.
+        request_id: u32,
+        /// The alias.
+        alias: u16,
+        /// Whether and when the broker replies.
+        ack: AckMode,
+        /// The records, appended in order as one contiguous offset range.
+        #[serde(borrow)]
+        records: Records<'a>,
+    },
+    /// Client → broker: one value for an alias, stamped with the broker's clock.
+    Reading {
+        /// 0: no reply; otherwise echoed in `Done` once committed (or in `Error`).
+        request_id: u32,
+        /// The alias.
+        alias: u16,
+        /// The value.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize")]
+        value: &'a [u8],
+    },
+    /// Device → broker: send my stored config (`ConfigReply`).
+    ConfigRequest {
+        /// Echoed in the reply.
+        request_id: u32,
+    },
+    /// Broker → device: the answer to `ConfigRequest`.
+    ConfigReply {
+        /// The request's id.
+        request_id: u32,
+        /// The stored [`DeviceConfig`](crate::DeviceConfig) bytes; `None` when none is stored.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize_opt")]
+        config: Option<&'a [u8]>,
+    },
+    /// Device → broker: I will be back within `duration_ms` (a hint, not a promise).
+    Sleep {
+        /// 0: no reply; otherwise echoed in `Done`.
+        request_id: u32,
+        /// How long the device sleeps, in milliseconds.
+        duration_ms: u32,
+    },
+    /// Device → broker over UDP: one request on behalf of a device, without a connection.
+    Datagram {
+        /// The device's id.
+        device_id: &'a str,
+        /// The device's token; empty when it has none.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize")]
+        token: &'a [u8],
+        /// One frame body (no length prefix): `Reading`, `ProduceAlias` or `Sleep`.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize")]
+        body: &'a [u8],
+    },
+    /// Admin → broker: store a device's config (answered `DevicesReply` with the device).
+    SetDevice {
+        /// Echoed in the reply.
+        request_id: u32,
+        /// The device id.
+        device_id: &'a str,
+        /// [`DeviceConfig`](crate::DeviceConfig) bytes; a `version` of 0 asks the broker to
+        /// take the stored version plus one.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize")]
+        config: &'a [u8],
+    },
+    /// Admin → broker: set or clear a device's token (answered `Done`).
+    SetDeviceToken {
+        /// Echoed in the reply.
+        request_id: u32,
+        /// The device id.
+        device_id: &'a str,
+        /// The new token; `None` removes it.
+        #[serde(borrow, serialize_with = "crate::bytes::serialize_opt")]
+        token: Option<&'a [u8]>,
+    },
+    /// Admin → broker: forget a device (answered `Done`).
+    DeleteDevice {
+        /// Echoed in the reply.
+        request_id: u32,
+        /// The device id.
+        device_id: &'a str,
+    },
+    /// Admin → broker: one device, or all of them (answered `DevicesReply`).
+    GetDevices {
+        /// Echoed in the reply.
+        request_id: u32,
+        /// The device id; `None` for every device.
+        device_id: Option<&'a str>,
+    },
+    /// Broker → admin: devices as a JSON array (schema owned by the broker).
+    DevicesReply {
+        /// The request's id.
+        request_id: u32,
+        /// The JSON text.
+        json: &'a str,
+    },
 }
 
 /// The number of frame variants: the discriminants this version knows are `0..FRAME_KINDS`.
-pub(crate) const FRAME_KINDS: u32 = 23;
+pub(crate) const FRAME_KINDS: u32 = 37;
 
 impl Frame<'_> {
     /// The id of the request this frame is or answers. `None` for `Hello` and `HelloAck`,
@@ -315,7 +490,12 @@ impl Frame<'_> {
     pub fn request_id(&self) -> Option<u32> {
         use Frame as F;
         match *self {
-            F::Hello { .. } | F::HelloAck { .. } | F::Error { request_id: 0, .. } => None,
+            F::Hello { .. }
+            | F::HelloAck { .. }
+            | F::DeviceHello { .. }
+            | F::DeviceHelloAck { .. }
+            | F::Datagram { .. }
+            | F::Error { request_id: 0, .. } => None,
             F::Produce { request_id, .. }
             | F::Ack { request_id, .. }
             | F::Error { request_id, .. }
@@ -336,7 +516,18 @@ impl Frame<'_> {
             | F::Pong { request_id }
             | F::BridgeStatus { request_id }
             | F::BridgeStatusReply { request_id, .. }
-            | F::Authenticate { request_id, .. } => Some(request_id),
+            | F::Authenticate { request_id, .. }
+            | F::RegisterAlias { request_id, .. }
+            | F::ProduceAlias { request_id, .. }
+            | F::Reading { request_id, .. }
+            | F::ConfigRequest { request_id }
+            | F::ConfigReply { request_id, .. }
+            | F::Sleep { request_id, .. }
+            | F::SetDevice { request_id, .. }
+            | F::SetDeviceToken { request_id, .. }
+            | F::DeleteDevice { request_id, .. }
+            | F::GetDevices { request_id, .. }
+            | F::DevicesReply { request_id, .. } => Some(request_id),
         }
     }
 
@@ -367,6 +558,20 @@ impl Frame<'_> {
             F::BridgeStatus { .. } => "BridgeStatus",
             F::BridgeStatusReply { .. } => "BridgeStatusReply",
             F::Authenticate { .. } => "Authenticate",
+            F::DeviceHello { .. } => "DeviceHello",
+            F::DeviceHelloAck { .. } => "DeviceHelloAck",
+            F::RegisterAlias { .. } => "RegisterAlias",
+            F::ProduceAlias { .. } => "ProduceAlias",
+            F::Reading { .. } => "Reading",
+            F::ConfigRequest { .. } => "ConfigRequest",
+            F::ConfigReply { .. } => "ConfigReply",
+            F::Sleep { .. } => "Sleep",
+            F::Datagram { .. } => "Datagram",
+            F::SetDevice { .. } => "SetDevice",
+            F::SetDeviceToken { .. } => "SetDeviceToken",
+            F::DeleteDevice { .. } => "DeleteDevice",
+            F::GetDevices { .. } => "GetDevices",
+            F::DevicesReply { .. } => "DevicesReply",
         }
     }
 
@@ -375,7 +580,9 @@ impl Frame<'_> {
     /// a receiver that wants all-or-nothing handling calls it before acting.
     pub fn validate(&self) -> Result<(), Error> {
         match self {
-            Frame::Produce { records, .. } => records.validate_all(),
+            Frame::Produce { records, .. } | Frame::ProduceAlias { records, .. } => {
+                records.validate_all()
+            }
             Frame::TopicList { names, .. } => names.validate(),
             Frame::TopicInfo { partition_info, .. } => partition_info.validate(),
             _ => Ok(()),
@@ -484,6 +691,8 @@ mod tests {
             let on_wire = crate::varint::decode_u32(&bytes[2..]).unwrap().unwrap().0;
             let expected = match frame {
                 Frame::Hello { .. } | Frame::HelloAck { .. } => None,
+                Frame::DeviceHello { .. } | Frame::DeviceHelloAck { .. } => None,
+                Frame::Datagram { .. } => None,
                 Frame::Error { request_id: 0, .. } => None,
                 _ => Some(on_wire),
             };

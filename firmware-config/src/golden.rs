@@ -36,13 +36,17 @@ pub(crate) const PRODUCE_TWO_RECORDS: &[u8] = &[
     0x00, 0x00, 0x02, b'v', b'2', 0x01, 0x00,
 ];
 
+/// One bare record (`Record::new(b"v")`): count 1; timestamp None, key None, value "v",
+/// headers [].
+pub(crate) const ONE_RECORD: &[u8] = &[0x01, 0x00, 0x00, 0x01, b'v', 0x01, 0x00];
+
 fn seq<T>(bytes: &'static [u8]) -> Seq<'static, T> {
     // The constants above are well-formed; a typo fails the test right here.
     Seq::from_bytes(bytes).expect("golden sequence bytes")
 }
 
 /// One frame of every variant (and a few edge values), each with its encoding: length prefix
-/// then body. Discriminants in order 0..=21, then extras.
+/// then body. Discriminants in order 0..=36, then extras.
 pub(crate) fn frames() -> Vec<(Frame<'static>, &'static [u8])> {
     std::vec![
         (
@@ -211,6 +215,116 @@ pub(crate) fn frames() -> Vec<(Frame<'static>, &'static [u8])> {
             },
             &[0x07, 0x16, 0x13, 0x01, b'u', 0x02, b'p', b'w'],
         ),
+        (
+            Frame::DeviceHello {
+                version: 1,
+                device_id: "d1",
+                token: b"tk",
+                config_version: Some(3),
+            },
+            &[0x0a, 0x17, 0x01, 0x02, b'd', b'1', 0x02, b't', b'k', 0x01, 0x03],
+        ),
+        (
+            Frame::DeviceHelloAck {
+                version: 1,
+                broker_time_ms: 1_700_000_000_000,
+                max_frame_len: 1 << 20,
+                config: Some(&[0x01, 0x02]),
+            },
+            &[
+                0x0f, 0x18, 0x01, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x80, 0x80, 0x40, 0x01, 0x02,
+                0x01, 0x02,
+            ],
+        ),
+        (
+            Frame::RegisterAlias {
+                request_id: 5,
+                alias: 300,
+                topic: "temp",
+                partition: None,
+            },
+            &[0x0a, 0x19, 0x05, 0xac, 0x02, 0x04, b't', b'e', b'm', b'p', 0x00],
+        ),
+        (
+            Frame::ProduceAlias {
+                request_id: 6,
+                alias: 1,
+                ack: AckMode::Commit,
+                records: seq(ONE_RECORD),
+            },
+            &[0x0c, 0x1a, 0x06, 0x01, 0x01, 0x07, 0x01, 0x00, 0x00, 0x01, b'v', 0x01, 0x00],
+        ),
+        (
+            // 22.5f32, little-endian.
+            Frame::Reading {
+                request_id: 0,
+                alias: 1,
+                value: &[0x00, 0x00, 0xb4, 0x41],
+            },
+            &[0x08, 0x1b, 0x00, 0x01, 0x04, 0x00, 0x00, 0xb4, 0x41],
+        ),
+        (Frame::ConfigRequest { request_id: 9 }, &[0x02, 0x1c, 0x09]),
+        (
+            Frame::ConfigReply {
+                request_id: 9,
+                config: None,
+            },
+            &[0x03, 0x1d, 0x09, 0x00],
+        ),
+        (
+            // 60,000 = `e0 d4 03`.
+            Frame::Sleep {
+                request_id: 2,
+                duration_ms: 60_000,
+            },
+            &[0x05, 0x1e, 0x02, 0xe0, 0xd4, 0x03],
+        ),
+        (
+            // Wrapping `Reading { request_id: 0, alias: 1, value: [7] }`.
+            Frame::Datagram {
+                device_id: "d1",
+                token: b"",
+                body: &[0x1b, 0x00, 0x01, 0x01, 0x07],
+            },
+            &[0x0b, 0x1f, 0x02, b'd', b'1', 0x00, 0x05, 0x1b, 0x00, 0x01, 0x01, 0x07],
+        ),
+        (
+            Frame::SetDevice {
+                request_id: 3,
+                device_id: "d1",
+                config: &[0x01, 0x00],
+            },
+            &[0x08, 0x20, 0x03, 0x02, b'd', b'1', 0x02, 0x01, 0x00],
+        ),
+        (
+            Frame::SetDeviceToken {
+                request_id: 4,
+                device_id: "d1",
+                token: Some(b"s"),
+            },
+            &[0x08, 0x21, 0x04, 0x02, b'd', b'1', 0x01, 0x01, b's'],
+        ),
+        (
+            Frame::DeleteDevice {
+                request_id: 4,
+                device_id: "d1",
+            },
+            &[0x05, 0x22, 0x04, 0x02, b'd', b'1'],
+        ),
+        (
+            Frame::GetDevices {
+                request_id: 8,
+                device_id: None,
+            },
+            &[0x03, 0x23, 0x08, 0x00],
+        ),
+        (
+            Frame::DevicesReply {
+                request_id: 8,
+                json: "[]",
+            },
+            &[0x05, 0x24, 0x08, 0x02, b'[', b']'],
+        ),
         // Extras: the other side of options, a code this version does not name, and status
         // text with a two-byte UTF-8 character (`é` = `c3 a9`).
         (
@@ -248,6 +362,37 @@ pub(crate) fn frames() -> Vec<(Frame<'static>, &'static [u8])> {
             },
             PRODUCE_TWO_RECORDS,
         ),
+        (
+            Frame::DeviceHello {
+                version: 1,
+                device_id: "d",
+                token: b"",
+                config_version: None,
+            },
+            &[0x06, 0x17, 0x01, 0x01, b'd', 0x00, 0x00],
+        ),
+        (
+            Frame::ConfigReply {
+                request_id: 1,
+                config: Some(&[0xaa]),
+            },
+            &[0x05, 0x1d, 0x01, 0x01, 0x01, 0xaa],
+        ),
+        (
+            Frame::SetDeviceToken {
+                request_id: 1,
+                device_id: "d1",
+                token: None,
+            },
+            &[0x06, 0x21, 0x01, 0x02, b'd', b'1', 0x00],
+        ),
+        (
+            Frame::GetDevices {
+                request_id: 1,
+                device_id: Some("d1"),
+            },
+            &[0x06, 0x23, 0x01, 0x01, 0x02, b'd', b'1'],
+        ),
     ]
 }
 
@@ -281,10 +426,10 @@ mod tests {
     #[test]
     fn golden_covers_every_discriminant_in_order() {
         let frames = frames();
-        for (disc, (frame, bytes)) in frames.iter().take(23).enumerate() {
+        for (disc, (frame, bytes)) in frames.iter().take(37).enumerate() {
             assert_eq!(usize::from(bytes[1]), disc, "{}", frame.name());
         }
-        assert_eq!(crate::frame::FRAME_KINDS, 23);
+        assert_eq!(crate::frame::FRAME_KINDS, 37);
     }
 
     #[test]

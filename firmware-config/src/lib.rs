@@ -3,7 +3,8 @@
 //!
 //! What it owns: the [`Frame`]s (module [`frame`], which describes the wire format byte by
 //! byte), their length-prefixed framing and checked decoding ([`codec`]), the records a
-//! produce carries ([`record`]) and the lazily decoded sequences that hold them ([`seq`]).
+//! produce carries ([`record`]), the lazily decoded sequences that hold them ([`seq`]), and
+//! the [`DeviceConfig`] a device keeps in flash ([`config`]).
 //! What it does not do: I/O, sessions, timers, or parsing the Kafka record batches that
 //! `FetchResult` carries (opaque bytes here).
 //!
@@ -47,6 +48,7 @@ extern crate std;
 
 mod bytes;
 pub mod codec;
+pub mod config;
 mod error;
 mod error_code;
 pub mod frame;
@@ -62,8 +64,11 @@ pub use codec::{
     decode_body, decode_frame, encode_body, encode_frame, encoded_len, frame_len,
     DEFAULT_MAX_FRAME_LEN, DEFAULT_PORT, MAX_PREFIX_LEN, PROTOCOL_VERSION,
 };
+pub use config::{AliasEntry, DeviceConfig, MAX_ENCODED_LEN};
 pub use error::Error;
 pub use error_code::ErrorCode;
 pub use frame::{AckMode, Compression, Frame, PartitionInfo};
+/// The bounded containers of [`DeviceConfig`], re-exported so callers name the same version.
+pub use heapless;
 pub use record::{Header, Record, Records};
 pub use seq::{EncodeAs, Seq, SeqIter, SeqWriter};
