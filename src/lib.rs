@@ -31,6 +31,7 @@ mod bridge_source;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod devices;
 pub mod ingest;
 pub mod log;
 pub mod logging;

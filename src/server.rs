@@ -57,6 +57,9 @@ pub enum ServeError {
     /// The password file or the ACL cannot be used.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    /// The stored devices could not be read.
+    #[error("devices: {0}")]
+    Devices(#[from] crate::devices::LoadError),
     /// SIGHUP could not be taken over.
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(#[source] std::io::Error),
@@ -99,7 +102,11 @@ pub struct Server {
     pub bridges: outpost_bridge::StatusBoard,
     /// Authentication and ACL state of both listeners (its counters too).
     pub security: Security,
+    /// Tasks that write through the log writer (bridges, the device status flush): joined
+    /// before it drains.
     bridge_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The device registry.
+    pub devices: crate::devices::Devices,
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     health: Health,
@@ -203,6 +210,7 @@ impl Server {
         // Before anything is announced: a SIGHUP right after start reloads, never kills.
         let hup = crate::reload::listen().map_err(ServeError::Signal)?;
         let log = Log::open(&config)?;
+        let devices = crate::devices::Devices::load(&log)?;
         // One board for the whole server: the wire connections read it, the bridges'
         // forwarders write it.
         let bridges = outpost_bridge::StatusBoard::new();
@@ -269,7 +277,10 @@ impl Server {
             }
         }
         tokio::spawn(crate::reload::run(hup, reloadable, shutdown.subscribe()));
+        // Statuses are written through the writer: joined before it drains (see `stop`).
+        bridge_tasks.push(devices.spawn_flusher(&shutdown));
         let mut server = Self {
+            devices,
             wire_addr: addr(&wire_plain),
             wire_tls_addr: addr(&wire_tls),
             mqtt_addr: addr(&mqtt_plain),
@@ -331,6 +342,7 @@ impl Server {
                 self.shutdown.clone(),
             );
             let (limit, security) = (limit.clone(), self.security.clone());
+            let devices = self.devices.clone();
             self.tasks.push(tokio::spawn(accept_loop(
                 bound,
                 self.shutdown.clone(),
@@ -341,6 +353,7 @@ impl Server {
                         log: log.clone(),
                         bridges: bridges.clone(),
                         security: security.clone(),
+                        devices: devices.clone(),
                         stats: incoming.stats.clone(),
                     };
                     let shutdown = stop.clone();

@@ -14,6 +14,7 @@
 //! | `log/<topic>` (one per topic) | `(u32 partition, u64 base_offset)` | one Kafka RecordBatch v2 |
 //! | `groups` | `(&str group, &str topic, u32 partition)` | `u64` next offset to consume |
 //! | `mqtt/sessions`, `mqtt/queue`, `mqtt/retained`, `mqtt/inbound` | bytes | bytes: see [`StateTable`] |
+//! | `bridge/checkpoints`, `devices/config`, `devices/status` | bytes | bytes: see [`StateTable`] |
 //!
 //! One table of batches per topic makes deleting a topic one `delete_table`, and keeps each
 //! topic's keys ascending within a partition, which is what redb's B-tree fills best.
@@ -68,16 +69,22 @@ pub enum StateTable {
     MqttInbound,
     /// (bridge, route, topic, partition) → the route partition's checkpoint (`crate::bridge_source`).
     BridgeCheckpoints,
+    /// Device id → stored config and token hash (`crate::devices::store`).
+    Devices,
+    /// Device id → last seen, address, reported config version (`crate::devices::store`).
+    DeviceStatus,
 }
 
 impl StateTable {
     /// Every state table (created when the file is initialised).
-    pub const ALL: [StateTable; 5] = [
+    pub const ALL: [StateTable; 7] = [
         StateTable::MqttSessions,
         StateTable::MqttQueue,
         StateTable::MqttRetained,
         StateTable::MqttInbound,
         StateTable::BridgeCheckpoints,
+        StateTable::Devices,
+        StateTable::DeviceStatus,
     ];
 
     /// The redb definition of the table.
@@ -88,6 +95,8 @@ impl StateTable {
             StateTable::MqttRetained => "mqtt/retained",
             StateTable::MqttInbound => "mqtt/inbound",
             StateTable::BridgeCheckpoints => "bridge/checkpoints",
+            StateTable::Devices => "devices/config",
+            StateTable::DeviceStatus => "devices/status",
         })
     }
 }

@@ -20,15 +20,15 @@ use std::time::Duration;
 
 use crate::transport::{Peer, ReadHalf, Transport, WriteHalf};
 use outpost_bridge::StatusBoard;
-use outpost_firmware::{codec, AckMode, ErrorCode, Frame, Record};
+use outpost_firmware::{codec, AckMode, ErrorCode, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::handlers;
 use super::session::{Gate, Session};
+use super::{handlers, produce};
 use crate::admin::counters::ConnectionStats;
 use crate::auth::{Action, Identity, Login, Permissions, Refusal, Security};
-use crate::log::batch::{BatchBuilder, Compression, Push};
+use crate::log::batch::{BatchBuilder, Compression};
 use crate::log::{Appended, Log, PendingRecords, Target};
 use crate::shutdown::Shutdown;
 
@@ -86,6 +86,8 @@ pub struct Served {
     pub bridges: StatusBoard,
     /// Logins and ACL checks.
     pub security: Security,
+    /// The device registry (device hellos, tokens, configs, aliases).
+    pub devices: crate::devices::Devices,
     /// The listener's connection and traffic counters.
     pub stats: Arc<ConnectionStats>,
 }
@@ -104,6 +106,7 @@ pub async fn serve(
         log,
         bridges,
         security,
+        devices: _devices,
         stats,
     } = served;
     // Small frames must not wait for Nagle (FIELD-NOTES.md: 19 ms vs 0.3 ms p50).
@@ -499,11 +502,11 @@ impl Conn {
     /// produces in flight then costs the writer one request per read, not one per produce.
     async fn produce(&mut self, req: ProduceReq<'_>, records: &outpost_firmware::Records<'_>) {
         let id = req.request_id;
-        let pending = match self.encode_records(records) {
+        let pending = match produce::encode_records(&mut self.builder, records) {
             Ok(p) => p,
             Err((code, msg)) => return send_error(&self.replies, id, code, msg).await,
         };
-        let target = match target_of(req.partition, records) {
+        let target = match produce::target_of(req.partition, records) {
             Ok(t) => t,
             Err(msg) => {
                 return send_error(&self.replies, id, ErrorCode::INVALID_REQUEST, msg).await
@@ -572,43 +575,6 @@ impl Conn {
         });
     }
 
-    /// Encodes a produce's records into one or more uncompressed batches.
-    fn encode_records(
-        &mut self,
-        records: &outpost_firmware::Records<'_>,
-    ) -> Result<PendingRecords, (ErrorCode, &'static str)> {
-        let malformed = (ErrorCode::MALFORMED_FRAME, "malformed records");
-        // Check every record (and header) before encoding any, and start from an empty
-        // builder: nothing of a rejected produce may reach another one.
-        records.validate_all().map_err(|_| malformed)?;
-        self.builder.clear();
-        let now = crate::log::now_ms();
-        let mut pending = PendingRecords::default();
-        for rec in records.iter() {
-            let rec: Record<'_> = rec.map_err(|_| malformed)?;
-            if self.push(&rec, now).map_err(|_| malformed)? == Push::Full {
-                self.builder.finish_into(&mut pending.batches);
-                self.push(&rec, now).map_err(|_| malformed)?;
-            }
-            pending.records += 1;
-        }
-        if pending.records == 0 {
-            return Err((ErrorCode::INVALID_REQUEST, "produce with no records"));
-        }
-        self.builder.finish_into(&mut pending.batches);
-        Ok(pending)
-    }
-
-    fn push(&mut self, rec: &Record<'_>, now: u64) -> Result<Push, crate::log::batch::BatchError> {
-        let ts = i64::try_from(rec.timestamp_ms.unwrap_or(now)).unwrap_or(i64::MAX);
-        let headers = rec
-            .headers
-            .iter()
-            .map(|h| h.map(|h| (h.key, Some(h.value))));
-        self.builder
-            .push_iter(ts, rec.key, Some(rec.value), headers)
-    }
-
     /// No request of this connection is in flight (a long-poll fetch is not idleness).
     fn is_idle(&self) -> bool {
         self.inflight.available_permits() == self.config.max_inflight as usize
@@ -626,22 +592,4 @@ struct ProduceReq<'a> {
     topic: &'a str,
     partition: Option<u32>,
     ack: AckMode,
-}
-
-/// Where a produce goes: its explicit partition, else its records' common key, else
-/// round-robin. Records with different keys need an explicit partition (one produce is one
-/// contiguous offset range in one partition).
-fn target_of<'a>(
-    partition: Option<u32>,
-    records: &'a outpost_firmware::Records<'a>,
-) -> Result<Target<'a>, &'static str> {
-    if let Some(p) = partition {
-        return Ok(Target::Partition(p));
-    }
-    let mut keys = records.iter().filter_map(Result::ok).map(|r| r.key);
-    let first = keys.next().flatten();
-    if keys.any(|k| k != first) {
-        return Err("records with different keys in one produce need an explicit partition");
-    }
-    Ok(first.map_or(Target::Any, Target::Key))
 }

@@ -7,4 +7,5 @@
 
 pub mod connection;
 pub mod handlers;
+pub mod produce;
 pub mod session;
