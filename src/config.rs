@@ -75,6 +75,17 @@ pub const DEFAULT_MQTT_MAX_RETAINED: u32 = 10_000;
 /// Default interval of `$SYS/` updates.
 pub const DEFAULT_MQTT_SYS_INTERVAL_SECS: u32 = 10;
 
+/// Default largest UDP datagram accepted: a 1500-byte Ethernet MTU less the IPv4 and UDP
+/// headers, so a datagram this size is never fragmented on a typical LAN.
+pub const DEFAULT_UDP_MAX_DATAGRAM_BYTES: u32 = 1472;
+/// The largest UDP payload over IPv4 (65,535 less the IPv4 and UDP headers).
+pub const MAX_UDP_DATAGRAM_BYTES: u32 = 65_507;
+/// The smallest `[udp] max_datagram_bytes` accepted: room for a device id, a token and a
+/// reading.
+pub const MIN_UDP_DATAGRAM_BYTES: u32 = 64;
+/// Default appends from acknowledged datagrams waiting for their commit at once.
+pub const DEFAULT_UDP_MAX_INFLIGHT: u32 = 1024;
+
 /// Default metrics and health listener: loopback only (the endpoint has no authentication).
 /// 9883 continues Outpost's x883 family (1883 MQTT, 7883 binary protocol, 8883 MQTT over TLS)
 /// inside the 9xxx range where Prometheus exporters live.
@@ -100,6 +111,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// The binary-protocol listener.
     pub wire: WireConfig,
+    /// The datagram listener of the binary protocol (sensors over UDP).
+    pub udp: UdpConfig,
     /// The log store and its writer.
     pub log: LogConfig,
     /// The retention task.
@@ -330,6 +343,40 @@ pub struct WireConfig {
     pub idle_timeout_ms: u64,
 }
 
+/// `[udp]`: the binary protocol's datagram listener (see [`crate::udp`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpConfig {
+    /// Serve datagrams at all.
+    pub enabled: bool,
+    /// Address of the UDP socket; `None`: the address of `[wire] listen` (UDP and TCP may
+    /// share a port number, so a device's one `gateway` address serves both).
+    pub listen: Option<SocketAddr>,
+    /// Largest datagram accepted; a bigger one is dropped and counted.
+    pub max_datagram_bytes: u32,
+    /// Appends of acknowledged datagrams waiting for their commit at once; beyond this,
+    /// acknowledged datagrams are refused (`BUSY`) and counted.
+    pub max_inflight: u32,
+}
+
+impl UdpConfig {
+    /// The address to bind: `listen`, else `[wire] listen`.
+    pub fn listen_addr(&self, wire: &WireConfig) -> SocketAddr {
+        self.listen.unwrap_or(wire.listen)
+    }
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+            max_datagram_bytes: DEFAULT_UDP_MAX_DATAGRAM_BYTES,
+            max_inflight: DEFAULT_UDP_MAX_INFLIGHT,
+        }
+    }
+}
+
 /// `[mqtt.tls]` / `[wire.tls]`: a TLS listener (rustls with `ring`). The certificate, key
 /// and client CA files are read at start and again on SIGHUP; live connections keep the
 /// session they have.
@@ -444,6 +491,7 @@ impl Default for Config {
             gateway_id: String::new(),
             logging: LoggingConfig::default(),
             wire: WireConfig::default(),
+            udp: UdpConfig::default(),
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
             topic_defaults: TopicDefaults::default(),
@@ -570,6 +618,21 @@ max_inflight = 256
 # A connection silent for this long (no bytes, nothing in flight) is closed; this also ends
 # connections stalled in the middle of a frame. Clients that idle longer send Ping.
 idle_timeout_ms = 300000
+
+[udp]
+# Datagrams from sensors, without a connection (as MQTT-SN's QoS -1): each datagram is one
+# Datagram frame carrying a device's id, its token and one Reading, ProduceAlias or Sleep on
+# the aliases of the device's stored config (`outpost devices set`). Only devices the broker
+# knows are served; with a password file, only devices with a token (`outpost devices token`).
+enabled = true
+# Default: the address of [wire] listen (TCP and UDP share the port number).
+# listen = "127.0.0.1:7883"
+# Largest datagram accepted (bytes, at most 65507); bigger ones are dropped and counted.
+# 1472 fits a 1500-byte Ethernet MTU without fragmentation.
+max_datagram_bytes = 1472
+# Acknowledged datagrams whose append may wait for its commit at once; beyond this they are
+# refused (BUSY) and counted. Fire-and-forget datagrams are only bounded by [log] writer_queue.
+max_inflight = 1024
 
 [log]
 # redb page cache in bytes. redb's own default is 1 GiB; a gateway wants a few MiB.
@@ -822,7 +885,8 @@ impl Config {
         let mqtt = &self.mqtt;
         let auth = &self.auth;
         let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
-        let checks: [(bool, &'static str, &'static str, &'static str); 17] = [
+        let udp = &self.udp;
+        let checks: [(bool, &'static str, &'static str, &'static str); 19] = [
             (
                 empty(&auth.password_file) || empty(&auth.acl_file),
                 "auth.password_file / auth.acl_file",
@@ -902,6 +966,19 @@ impl Config {
                 "wire.max_connections / wire.max_inflight",
                 "is 0",
                 "use a positive number",
+            ),
+            (
+                udp.max_datagram_bytes < MIN_UDP_DATAGRAM_BYTES
+                    || udp.max_datagram_bytes > MAX_UDP_DATAGRAM_BYTES,
+                "udp.max_datagram_bytes",
+                "is out of range",
+                "use 64..=65507, e.g. 1472",
+            ),
+            (
+                udp.max_inflight == 0,
+                "udp.max_inflight",
+                "is 0",
+                "use a positive number, e.g. 1024",
             ),
             (
                 self.topic_defaults.partitions == 0,
@@ -1045,6 +1122,31 @@ mod tests {
         assert!(Config::from_toml(off).is_ok());
         let err = Config::from_toml("[metrics]\nlisten = \"nowhere\"\n").unwrap_err();
         assert!(err.to_string().contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn udp_listens_where_wire_does_unless_told() {
+        let c = Config::from_toml("[wire]\nlisten = \"127.0.0.1:9000\"\n").unwrap();
+        assert_eq!(
+            c.udp.listen_addr(&c.wire),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        let c = Config::from_toml("[udp]\nlisten = \"127.0.0.1:9001\"\n").unwrap();
+        assert_eq!(
+            c.udp.listen_addr(&c.wire),
+            "127.0.0.1:9001".parse().unwrap()
+        );
+        for bad in [
+            "max_datagram_bytes = 65508",
+            "max_datagram_bytes = 63",
+            "max_inflight = 0",
+        ] {
+            let err = Config::from_toml(&format!("[udp]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("udp.") && err.contains("fix"), "{bad}: {err}");
+        }
+        assert!(Config::from_toml("[udp]\nmax_datagram_bytes = 65507\n").is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!   (Kafka RecordBatch v2); [`log::tables`] the redb layout; one writer thread does group
 //!   commit; [`log::retention`] deletes old batches.
 //! - [`wire`]: the binary protocol on the broker side (frames from `outpost-firmware`).
+//! - [`udp`]: the binary protocol over UDP: sensor datagrams without a connection.
 //! - [`server`]: listeners, connection limits, graceful shutdown, SIGHUP reload.
 //! - [`tls`]: rustls server configuration per TLS listener, reloadable; client certificate
 //!   identities. [`transport`]: a connection's stream, plain TCP or TLS.
@@ -41,4 +42,5 @@ pub mod server;
 pub mod shutdown;
 pub mod tls;
 pub mod transport;
+pub mod udp;
 pub mod wire;

@@ -88,6 +88,9 @@ pub struct Server {
     pub wire_addr: Option<SocketAddr>,
     /// The address the binary-protocol TLS listener is bound to (`[wire.tls]`).
     pub wire_tls_addr: Option<SocketAddr>,
+    /// The address the UDP socket of the binary protocol is bound to (`None` when `[udp]` is
+    /// disabled).
+    pub udp_addr: Option<SocketAddr>,
     /// The address the MQTT plain-TCP listener is bound to (`None` when MQTT or its plain
     /// listener is disabled).
     pub mqtt_addr: Option<SocketAddr>,
@@ -220,6 +223,7 @@ impl Server {
             w.tls.as_ref().map(|t| (t, "[wire.tls]")),
         )
         .await?;
+        let udp = bind_udp(&config).await?;
         let shutdown = Shutdown::new();
         // Bridges first: they place their retention holds before retention's first pass.
         let mut bridge_tasks = Vec::new();
@@ -283,6 +287,7 @@ impl Server {
             devices,
             wire_addr: addr(&wire_plain),
             wire_tls_addr: addr(&wire_tls),
+            udp_addr: udp.as_ref().map(crate::udp::Listener::local_addr),
             mqtt_addr: addr(&mqtt_plain),
             mqtt_tls_addr: addr(&mqtt_tls),
             security,
@@ -296,6 +301,7 @@ impl Server {
             admin,
         };
         server.serve_wire(&config, [wire_plain, wire_tls]);
+        let udp_stats = udp.map(|u| server.serve_udp(&config, u));
         let broker = if config.mqtt.enabled {
             Some(server.serve_mqtt(&config, [mqtt_plain, mqtt_tls])?)
         } else {
@@ -311,6 +317,7 @@ impl Server {
                     bridges: server.bridges.clone(),
                     listeners: listener_stats,
                     security: server.security.clone(),
+                    udp: udp_stats,
                 },
             ));
         }
@@ -381,6 +388,39 @@ impl Server {
                 },
             )));
         }
+    }
+
+    /// Starts the UDP receive loop; returns its counters. Its task is joined with the
+    /// listeners', before the writer drains: its acknowledged appends are answered or dropped
+    /// unacknowledged by then.
+    fn serve_udp(
+        &mut self,
+        config: &Config,
+        listener: crate::udp::Listener,
+    ) -> Arc<crate::udp::UdpStats> {
+        let addr = listener.local_addr();
+        if !self.security.requires_login() && !addr.ip().is_loopback() {
+            tracing::warn!(
+                listener = "udp",
+                %addr,
+                "accepts datagrams from devices without a token from the network; set [auth] \
+                 password_file to require device tokens"
+            );
+        }
+        let stats = listener.stats();
+        let shared = crate::udp::Shared {
+            log: self.log.clone(),
+            devices: self.devices.clone(),
+            security: self.security.clone(),
+        };
+        let settings = crate::udp::UdpSettings {
+            max_datagram_bytes: config.udp.max_datagram_bytes as usize,
+            max_inflight: config.udp.max_inflight as usize,
+            batch_max_bytes: config.log.batch_max_bytes as usize,
+        };
+        self.tasks
+            .push(listener.spawn(shared, settings, &self.shutdown));
+        stats
     }
 
     /// Restores the MQTT state and starts the MQTT accept loops (both listeners share one
@@ -513,6 +553,22 @@ fn open_to_anyone(addr: SocketAddr, tls: Option<&TlsListenerConfig>, login: bool
     !login && !certificate_required && !addr.ip().is_loopback()
 }
 
+/// Binds the UDP socket if `[udp]` enables it.
+async fn bind_udp(config: &Config) -> Result<Option<crate::udp::Listener>, ServeError> {
+    if !config.udp.enabled {
+        return Ok(None);
+    }
+    let addr = config.udp.listen_addr(&config.wire);
+    let listener = crate::udp::Listener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            key: "[udp] listen",
+            addr,
+            source,
+        })?;
+    Ok(Some(listener))
+}
+
 /// Binds the metrics listener if `[metrics]` enables it.
 async fn start_admin(config: &Config, health: &Health) -> Result<Option<AdminServer>, ServeError> {
     if !config.metrics.enabled {
@@ -627,6 +683,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         ("metrics", server.metrics_addr),
         ("wire", server.wire_addr),
         ("wire-tls", server.wire_tls_addr),
+        ("udp", server.udp_addr),
         ("mqtt", server.mqtt_addr),
         ("mqtt-tls", server.mqtt_tls_addr),
     ] {

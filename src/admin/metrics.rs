@@ -63,6 +63,8 @@ pub struct Sources {
     pub listeners: Vec<(&'static str, Arc<ConnectionStats>)>,
     /// Logins and ACL checks (their denial counters).
     pub security: crate::auth::Security,
+    /// The UDP socket's counters, when `[udp]` is enabled.
+    pub udp: Option<Arc<crate::udp::UdpStats>>,
 }
 
 /// Builds the registry of every Outpost metric.
@@ -95,6 +97,9 @@ pub fn registry(sources: Sources) -> Registry {
         sources.security,
         super::collectors::AUTH_STATS,
     )));
+    if let Some(udp) = sources.udp {
+        r.register_collector(Box::new(StatTable::new(udp, crate::udp::UDP_STATS)));
+    }
     r
 }
 
