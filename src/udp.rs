@@ -256,7 +256,7 @@ pub fn encode_reply<'b>(frame: &Frame<'_>, limit: usize, buf: &'b mut [u8]) -> O
         code,
         message: &message[..end],
     };
-    codec::encode_body(&cut, buf).ok().map(|b| &*b)
+    codec::encode_body(&cut, buf).ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -422,9 +422,15 @@ impl Listener {
         settings: UdpSettings,
         shutdown: &Shutdown,
     ) -> tokio::task::JoinHandle<()> {
+        let receiver = self.receiver(shared, settings);
+        let stop = shutdown.clone();
+        tokio::spawn(receiver.run(settings.max_datagram_bytes, stop))
+    }
+
+    fn receiver(self, shared: Shared, settings: UdpSettings) -> Receiver {
         // tokio's permit limit is below usize::MAX (and below u32::MAX on 32-bit targets).
         let permits = settings.max_inflight.clamp(1, Semaphore::MAX_PERMITS);
-        let receiver = Receiver {
+        Receiver {
             replies: Replies {
                 socket: self.socket.clone(),
                 stats: self.stats.clone(),
@@ -436,9 +442,7 @@ impl Listener {
             acks: JoinSet::new(),
             permissions: HashMap::new(),
             builder: BatchBuilder::new(Compression::None, settings.batch_max_bytes),
-        };
-        let stop = shutdown.clone();
-        tokio::spawn(receiver.run(settings.max_datagram_bytes, stop))
+        }
     }
 }
 
@@ -461,9 +465,9 @@ struct ReplyTo {
 
 impl Replies {
     /// Sends `frame` to the sender of the datagram, within its size limit, if it asked for a
-    /// reply. Never waits: a reply the socket cannot take at once is dropped (UDP may drop
-    /// it anyway).
-    fn send(&self, to: ReplyTo, frame: &Frame<'_>) {
+    /// reply. A reply that fails to send is dropped (UDP may drop it anyway). The wait is for
+    /// room in the socket's send buffer, which a datagram socket on Linux does not lack.
+    async fn send(&self, to: ReplyTo, frame: &Frame<'_>) {
         if !to.asked {
             return;
         }
@@ -471,7 +475,7 @@ impl Replies {
         let Some(bytes) = encode_reply(frame, to.limit, &mut buf) else {
             return;
         };
-        match self.socket.try_send_to(bytes, to.peer) {
+        match self.socket.send_to(bytes, to.peer).await {
             Ok(n) => {
                 self.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
             }
@@ -483,13 +487,13 @@ impl Replies {
         }
     }
 
-    fn error(&self, to: ReplyTo, code: ErrorCode, message: &str) {
+    async fn error(&self, to: ReplyTo, code: ErrorCode, message: &str) {
         let frame = Frame::Error {
             request_id: to.request_id,
             code,
             message,
         };
-        self.send(to, &frame);
+        self.send(to, &frame).await;
     }
 }
 
@@ -594,7 +598,7 @@ impl Receiver {
         };
         if let Err(r) = self.serve(&datagram, to).await {
             self.stats.count(r.outcome);
-            self.replies.error(to, r.code, &r.message);
+            self.replies.error(to, r.code, &r.message).await;
         }
     }
 
@@ -606,12 +610,10 @@ impl Receiver {
             Request::Sleep { duration_ms, .. } => {
                 devices.sleeping(d.device_id, *duration_ms);
                 self.stats.count(Outcome::Accepted);
-                self.replies.send(
-                    to,
-                    &Frame::Done {
-                        request_id: to.request_id,
-                    },
-                );
+                let done = Frame::Done {
+                    request_id: to.request_id,
+                };
+                self.replies.send(to, &done).await;
                 Ok(())
             }
             Request::Reading { alias, value, .. } => {
@@ -746,7 +748,7 @@ impl Receiver {
         let replies = self.replies.clone();
         self.acks.spawn(async move {
             let result = queued.wait().await;
-            answer(&replies, to, success, result);
+            answer(&replies, to, success, result).await;
             drop(permit);
         });
         Ok(())
@@ -763,7 +765,12 @@ enum Success {
 }
 
 /// Counts and answers an acknowledged append once its commit is over.
-fn answer(replies: &Replies, to: ReplyTo, success: Success, result: Result<Appended, AppendError>) {
+async fn answer(
+    replies: &Replies,
+    to: ReplyTo,
+    success: Success,
+    result: Result<Appended, AppendError>,
+) {
     let request_id = to.request_id;
     match result {
         Ok(a) => {
@@ -777,12 +784,12 @@ fn answer(replies: &Replies, to: ReplyTo, success: Success, result: Result<Appen
                     count: a.count,
                 },
             };
-            replies.send(to, &frame);
+            replies.send(to, &frame).await;
         }
         Err(e) => {
             let r = Refusal::append(&e);
             replies.stats.count(r.outcome);
-            replies.error(to, r.code, &r.message);
+            replies.error(to, r.code, &r.message).await;
         }
     }
 }
@@ -994,6 +1001,105 @@ mod tests {
         };
         let bytes = encode_reply(&error, limit, &mut buf).unwrap();
         assert!(bytes.len() <= limit);
+    }
+
+    /// A config for `id` with alias 1 on topic `t`.
+    fn device_config(id: &str) -> Vec<u8> {
+        use outpost_firmware::{heapless, AliasEntry, DeviceConfig};
+        let mut aliases = heapless::Vec::new();
+        let entry = AliasEntry {
+            alias: 1,
+            topic: heapless::String::try_from("t").unwrap(),
+            partition: None,
+        };
+        aliases.push(entry).unwrap();
+        let config = DeviceConfig {
+            version: 0,
+            device_id: heapless::String::try_from(id).unwrap(),
+            gateway: heapless::String::try_from("127.0.0.1:7883").unwrap(),
+            sample_interval_ms: 1000,
+            batch_size: 1,
+            ack: AckMode::Commit,
+            aliases,
+        };
+        let mut buf = [0u8; outpost_firmware::MAX_ENCODED_LEN];
+        config.encode(&mut buf).unwrap().to_vec()
+    }
+
+    /// The next datagram on `socket`; panics after 10 s.
+    async fn recv(socket: &UdpSocket, buf: &mut [u8]) -> (usize, SocketAddr) {
+        let wait = Duration::from_secs(10);
+        tokio::time::timeout(wait, socket.recv_from(buf))
+            .await
+            .expect("a reply within 10 s")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn acked_datagrams_beyond_max_inflight_are_busy_and_nothing_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..crate::config::Config::default()
+        };
+        let log = Log::open(&config).unwrap();
+        let devices = Devices::load(&log).unwrap();
+        devices
+            .set_config("d1", &device_config("d1"))
+            .await
+            .unwrap();
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let stats = listener.stats();
+        let shared = Shared {
+            log: log.clone(),
+            devices,
+            security: Security::open_access(),
+        };
+        let settings = UdpSettings {
+            max_datagram_bytes: 1472,
+            max_inflight: 1,
+            batch_max_bytes: 16_364,
+        };
+        let mut receiver = listener.receiver(shared, settings);
+        let device = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let peer = device.local_addr().unwrap();
+        let mut buf = [0u8; 256];
+
+        // The one permit is taken: an acked reading is refused, a fire-and-forget one is not.
+        let held = receiver.inflight.clone().try_acquire_owned().unwrap();
+        receiver
+            .handle(&datagram("d1", b"", &reading(5)), peer)
+            .await;
+        let (n, _) = recv(&device, &mut buf).await;
+        assert!(matches!(
+            codec::decode_body(&buf[..n]),
+            Ok(Frame::Error {
+                request_id: 5,
+                code: ErrorCode::BUSY,
+                ..
+            })
+        ));
+        assert_eq!(stats.outcome(Outcome::Busy), 1);
+        receiver
+            .handle(&datagram("d1", b"", &reading(0)), peer)
+            .await;
+        assert_eq!(stats.outcome(Outcome::Accepted), 1);
+
+        // Free again: the acked reading is committed (after the one before it) and answered.
+        drop(held);
+        receiver
+            .handle(&datagram("d1", b"", &reading(6)), peer)
+            .await;
+        let (n, _) = recv(&device, &mut buf).await;
+        assert_eq!(
+            codec::decode_body(&buf[..n]),
+            Ok(Frame::Done { request_id: 6 })
+        );
+        assert_eq!(stats.outcome(Outcome::Accepted), 2);
+        assert_eq!(log.partition_meta("t", 0).unwrap().end_offset, 2);
+        log.shutdown().await;
     }
 
     #[test]
