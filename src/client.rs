@@ -87,6 +87,9 @@ pub enum ClientError {
     /// another version?).
     #[error("the broker's bridge status does not parse: {0}")]
     BridgeStatusJson(#[source] serde_json::Error),
+    /// The broker's device list is not the JSON this client expects.
+    #[error("the broker's device list does not parse: {0}")]
+    DevicesJson(#[source] serde_json::Error),
     /// The TLS settings cannot be used (a CA, certificate or key file).
     #[error("TLS: {0}")]
     TlsConfig(String),
@@ -625,6 +628,62 @@ impl Client {
         }
     }
 
+    /// Stores a device's config (encoded [`outpost_firmware::DeviceConfig`] bytes; version 0
+    /// takes the next one) and returns the device as the broker now has it (JSON object).
+    pub async fn set_device(
+        &self,
+        device_id: &str,
+        config: &[u8],
+    ) -> Result<serde_json::Value, ClientError> {
+        let id = self.next_id();
+        let frame = Frame::SetDevice {
+            request_id: id,
+            device_id,
+            config,
+        };
+        let reply = self.call_raw(id, &frame).await?;
+        first_device(devices_json(&reply)?)
+    }
+
+    /// Sets a device's token, or removes it with `None`.
+    pub async fn set_device_token(
+        &self,
+        device_id: &str,
+        token: Option<&[u8]>,
+    ) -> Result<(), ClientError> {
+        let id = self.next_id();
+        let frame = Frame::SetDeviceToken {
+            request_id: id,
+            device_id,
+            token,
+        };
+        expect_done(self.call_raw(id, &frame).await?)
+    }
+
+    /// Forgets a device.
+    pub async fn delete_device(&self, device_id: &str) -> Result<(), ClientError> {
+        let id = self.next_id();
+        let frame = Frame::DeleteDevice {
+            request_id: id,
+            device_id,
+        };
+        expect_done(self.call_raw(id, &frame).await?)
+    }
+
+    /// Devices as the broker reports them (JSON objects: config, token set, last seen,
+    /// address, reported config version, sleep hint); one when `device_id` is given.
+    pub async fn get_devices(
+        &self,
+        device_id: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>, ClientError> {
+        let id = self.next_id();
+        let frame = Frame::GetDevices {
+            request_id: id,
+            device_id,
+        };
+        devices_json(&self.call_raw(id, &frame).await?)
+    }
+
     /// Round trip to the broker.
     pub async fn ping(&self) -> Result<(), ClientError> {
         match self
@@ -635,6 +694,23 @@ impl Client {
             Frame::Pong { .. } => Ok(()),
             other => Err(refusal(&other)),
         }
+    }
+}
+
+/// The devices of a `DevicesReply`.
+fn devices_json(reply: &Reply) -> Result<Vec<serde_json::Value>, ClientError> {
+    match reply.frame() {
+        Frame::DevicesReply { json, .. } => {
+            serde_json::from_str(json).map_err(ClientError::DevicesJson)
+        }
+        other => Err(refusal(&other)),
+    }
+}
+
+fn first_device(mut devices: Vec<serde_json::Value>) -> Result<serde_json::Value, ClientError> {
+    match devices.len() {
+        1 => Ok(devices.remove(0)),
+        _ => Err(ClientError::Protocol(outpost_firmware::Error::Malformed)),
     }
 }
 

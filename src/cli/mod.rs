@@ -9,6 +9,7 @@ pub mod bench_mqtt;
 pub mod bridge;
 pub mod config;
 pub mod consume;
+pub mod devices;
 pub mod passwd;
 pub mod produce;
 pub mod serve;
@@ -76,6 +77,9 @@ pub enum Command {
     /// Manage a password file: add (or change), delete and list users.
     #[command(subcommand)]
     Passwd(passwd::PasswdCommand),
+    /// Devices of the running broker: configs, tokens, last seen.
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
 }
 
 /// Where client subcommands connect, and as whom.
@@ -116,6 +120,9 @@ pub enum CliError {
     /// The password file or ACL named in the configuration cannot be used.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    /// A device file or device argument is unusable.
+    #[error("{0}")]
+    Device(String),
     /// `outpost passwd` failed otherwise.
     #[error(transparent)]
     PasswdUsage(#[from] passwd::PasswdError),
@@ -168,5 +175,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(cmd) => bench::run(broker, cmd).await,
         Command::Bridge(cmd) => bridge::run(broker, cmd).await,
         Command::Passwd(cmd) => passwd::run(cmd),
+        Command::Devices(cmd) => devices::run(broker, cmd).await,
     }
 }

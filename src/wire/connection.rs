@@ -45,6 +45,8 @@ use crate::shutdown::Shutdown;
 const READ_CHUNK: usize = 16 << 10;
 /// The name `BridgeStatus` needs `admin` on (see [`crate::auth::acl`]).
 pub const BRIDGE_STATUS_TOPIC: &str = "$bridge";
+/// The name device admin requests (`outpost devices`) need `admin` on.
+pub const DEVICES_TOPIC: &str = "$devices";
 /// How long shutdown waits for in-flight requests of a connection.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -128,6 +130,7 @@ pub async fn serve(
         stats,
         log,
         bridges,
+        devices,
         config,
         session: Session::new(security.requires_login() && peer.cert_identity.is_none()),
         security,
@@ -137,7 +140,6 @@ pub async fn serve(
         inflight: Arc::new(Semaphore::new(config.max_inflight as usize)),
         builder: BatchBuilder::new(Compression::None, config.batch_max_bytes),
         gather: None,
-        devices,
         peer_addr: peer.addr,
         aliases: AliasTable::default(),
         device: None,
@@ -187,6 +189,7 @@ struct Conn {
     stats: Arc<ConnectionStats>,
     log: Log,
     bridges: StatusBoard,
+    devices: crate::devices::Devices,
     config: ConnConfig,
     session: Session,
     security: Security,
@@ -199,8 +202,6 @@ struct Conn {
     builder: BatchBuilder,
     /// Produces read together for one partition, not yet queued (see [`Conn::produce`]).
     gather: Option<Gather>,
-    /// The device registry.
-    devices: crate::devices::Devices,
     /// The peer's address (for the device registry).
     peer_addr: Option<std::net::SocketAddr>,
     /// This connection's topic aliases.
@@ -464,6 +465,10 @@ impl Conn {
             }
             Frame::DescribeTopic { name, .. } => (Action::Admin, name),
             Frame::BridgeStatus { .. } => (Action::Admin, BRIDGE_STATUS_TOPIC),
+            Frame::SetDevice { .. }
+            | Frame::SetDeviceToken { .. }
+            | Frame::DeleteDevice { .. }
+            | Frame::GetDevices { .. } => (Action::Admin, DEVICES_TOPIC),
             // `ProduceAlias` and `Reading` are checked on their alias's topic when served.
             _ => return true,
         };
@@ -540,6 +545,19 @@ impl Conn {
                 .max_frame_bytes
                 .min(codec::DEFAULT_MAX_FRAME_LEN);
             return handlers::bridge_status(&self.bridges, &self.replies, *request_id, max).await;
+        }
+        if let Some((id, request)) = handlers::DeviceAdmin::from_frame(frame) {
+            let max = self
+                .config
+                .max_frame_bytes
+                .min(codec::DEFAULT_MAX_FRAME_LEN);
+            let permit = self.permit().await;
+            let (devices, replies) = (self.devices.clone(), self.replies.clone());
+            tokio::spawn(async move {
+                handlers::device_admin(&devices, &replies, id, request, max).await;
+                drop(permit);
+            });
+            return;
         }
         if let (Frame::ListTopics { request_id }, Some(p)) = (frame, &self.permissions) {
             // Only the topics the client may consume or administer.

@@ -378,6 +378,143 @@ pub async fn bridge_status(board: &StatusBoard, replies: &Replies, id: u32, max_
     send_error(replies, id, ErrorCode::INTERNAL, &msg).await;
 }
 
+/// A device admin request copied out of its frame (`outpost devices`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceAdmin {
+    /// `SetDevice`: store a config.
+    Set {
+        /// Device id.
+        id: String,
+        /// DeviceConfig bytes.
+        config: Vec<u8>,
+    },
+    /// `SetDeviceToken`: set or clear the token.
+    Token {
+        /// Device id.
+        id: String,
+        /// The token; `None` clears it.
+        token: Option<crate::auth::Secret>,
+    },
+    /// `DeleteDevice`.
+    Delete {
+        /// Device id.
+        id: String,
+    },
+    /// `GetDevices`: one device or all.
+    Get {
+        /// Device id; `None` for all.
+        id: Option<String>,
+    },
+}
+
+impl DeviceAdmin {
+    /// Copies a device admin request out of `frame`; `None` for other frames.
+    pub fn from_frame(frame: &Frame<'_>) -> Option<(u32, Self)> {
+        Some(match *frame {
+            Frame::SetDevice {
+                request_id,
+                device_id,
+                config,
+            } => (
+                request_id,
+                Self::Set {
+                    id: device_id.into(),
+                    config: config.to_vec(),
+                },
+            ),
+            Frame::SetDeviceToken {
+                request_id,
+                device_id,
+                token,
+            } => (
+                request_id,
+                Self::Token {
+                    id: device_id.into(),
+                    token: token.map(crate::auth::Secret::new),
+                },
+            ),
+            Frame::DeleteDevice {
+                request_id,
+                device_id,
+            } => (
+                request_id,
+                Self::Delete {
+                    id: device_id.into(),
+                },
+            ),
+            Frame::GetDevices {
+                request_id,
+                device_id,
+            } => (
+                request_id,
+                Self::Get {
+                    id: device_id.map(Into::into),
+                },
+            ),
+            _ => return None,
+        })
+    }
+}
+
+/// Serves a device admin request: `DevicesReply` (set, get) or `Done` (token, delete), or an
+/// error frame (`INVALID_REQUEST` naming the problem, `UNKNOWN_DEVICE`, `STORAGE`).
+pub async fn device_admin(
+    devices: &crate::devices::Devices,
+    replies: &Replies,
+    id: u32,
+    request: DeviceAdmin,
+    max_frame: u32,
+) {
+    use crate::devices::DeviceError;
+    let result = match request {
+        DeviceAdmin::Set { id: device, config } => devices
+            .set_config(&device, &config)
+            .await
+            .map(|_| devices.json(Some(&device))),
+        DeviceAdmin::Token { id: device, token } => devices
+            .set_token(&device, token.as_ref().map(crate::auth::Secret::expose))
+            .await
+            .map(|()| None),
+        DeviceAdmin::Delete { id: device } => devices.delete(&device).await.map(|()| None),
+        DeviceAdmin::Get { id: Some(device) } => devices
+            .json(Some(&device))
+            .map(Some)
+            .ok_or(DeviceError::Unknown(device)),
+        DeviceAdmin::Get { id: None } => Ok(devices.json(None)),
+    };
+    match result {
+        Ok(Some(json)) => {
+            let frame = Frame::DevicesReply {
+                request_id: id,
+                json: &json,
+            };
+            let mut out = Vec::new();
+            let fits = codec::encode_frame_vec(&frame, &mut out).is_ok()
+                && codec::frame_len(&out, max_frame).is_ok();
+            if fits {
+                let _ = replies.send(out).await;
+            } else {
+                let msg = format!(
+                    "the device list is {} bytes of JSON, more than a reply frame holds ({max_frame} bytes); ask for one device",
+                    json.len()
+                );
+                send_error(replies, id, ErrorCode::INTERNAL, &msg).await;
+            }
+        }
+        Ok(None) => send(replies, &Frame::Done { request_id: id }).await,
+        Err(e) => {
+            let code = match &e {
+                DeviceError::Unknown(_) => ErrorCode::UNKNOWN_DEVICE,
+                DeviceError::InvalidId(_) | DeviceError::InvalidConfig(_) => {
+                    ErrorCode::INVALID_REQUEST
+                }
+                DeviceError::Storage(_) => ErrorCode::STORAGE,
+            };
+            send_error(replies, id, code, &e.to_string()).await;
+        }
+    }
+}
+
 /// Answers a produce: an `Ack` after commit (if asked for), an error frame on failure.
 pub async fn answer_append(
     replies: &Replies,
