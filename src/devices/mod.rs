@@ -406,6 +406,7 @@ impl Devices {
     /// A device's TCP connection closed (one [`Devices::seen`] over TCP each). The device
     /// stays connected while another of its connections is open.
     pub fn disconnected(&self, id: &str) {
+        let known = self.read().contains_key(id);
         let mut status = self.status();
         let still_open = match status.open.get_mut(id) {
             Some(n) if *n > 1 => {
@@ -421,6 +422,9 @@ impl Devices {
         if let Some(s) = status.map.get_mut(id) {
             s.connected = still_open;
             s.last_seen_ms = now_ms();
+            if known {
+                status.dirty.insert(id.into());
+            }
         }
     }
 
