@@ -15,10 +15,10 @@
 //! `consume`; topic create/delete: `admin`; see [`crate::auth::acl`]) and a refused one is
 //! answered `NOT_AUTHORIZED`, the connection staying usable.
 //!
-//! Devices and aliases (see [`device`]): a `DeviceHello` is checked against the device
-//! registry and makes this a device session; every session keeps an [`AliasTable`], and
-//! `ProduceAlias` and `Reading` go through the same gathering as `Produce`. Each produce of a
-//! gather is answered after the commit as it asked: `Ack` (a produce with
+//! Devices and aliases (in `connection/device.rs`): a `DeviceHello` is checked against the
+//! device registry and makes this a device session; every session keeps an [`AliasTable`],
+//! and `ProduceAlias` and `Reading` go through the same gathering as `Produce`. Each produce
+//! of a gather is answered after the commit as it asked: `Ack` (a produce with
 //! [`AckMode::Commit`]), `Done` (a `Reading` with a request id), or only on error.
 
 mod device;

@@ -88,22 +88,8 @@ impl Conn {
             send_error(&self.replies, 0, code, message).await;
             return Err(message);
         }
-        let identity = Identity {
-            user: self.cert_identity.as_deref().map(Into::into),
-            device: (verdict == DeviceToken::Verified).then(|| device_id.into()),
-        };
-        self.permissions = Some(self.security.permissions(&identity, device_id));
-        let addr = self
-            .peer_addr
-            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-        self.devices
-            .seen(device_id, Transport::Tcp, addr, config_version);
-        self.device = Some(DeviceConn {
-            id: device_id.into(),
-            last_touch: Instant::now(),
-        });
+        self.admit_device(device_id, verdict == DeviceToken::Verified, config_version);
         let counters = self.devices.counters();
-        counters.hellos.fetch_add(1, Ordering::Relaxed);
         if let Some(config) = device.as_ref().and_then(|d| d.config.as_ref()) {
             self.aliases = AliasTable::from_config(config);
         }
@@ -119,6 +105,26 @@ impl Conn {
         };
         send(&self.replies, &ack).await;
         Ok(())
+    }
+
+    /// A device let in: its access rules (the ACL's device when `verified`), the registry's
+    /// status, the hello counter.
+    fn admit_device(&mut self, id: &str, verified: bool, held: Option<u32>) {
+        let identity = Identity {
+            user: self.cert_identity.as_deref().map(Into::into),
+            device: verified.then(|| id.into()),
+        };
+        self.permissions = Some(self.security.permissions(&identity, id));
+        let addr = self
+            .peer_addr
+            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        self.devices.seen(id, Transport::Tcp, addr, held);
+        self.device = Some(DeviceConn {
+            id: id.into(),
+            last_touch: Instant::now(),
+        });
+        let hellos = &self.devices.counters().hellos;
+        hellos.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Moves the device's last-seen time, at most once per [`TOUCH_INTERVAL`].
