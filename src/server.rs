@@ -311,6 +311,7 @@ impl Server {
                     bridges: server.bridges.clone(),
                     listeners: listener_stats,
                     security: server.security.clone(),
+                    devices: server.devices.clone(),
                 },
             ));
         }
