@@ -47,6 +47,7 @@ extern crate alloc;
 extern crate std;
 
 mod bytes;
+pub mod client;
 pub mod codec;
 pub mod config;
 mod error;
