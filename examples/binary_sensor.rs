@@ -16,6 +16,7 @@
 //! (default 127.0.0.1:7883).
 
 use std::net::TcpStream;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use outpost_firmware::client::{blocking::Client, ClientError, Device, FromStd};
@@ -33,7 +34,17 @@ const RX_LEN: usize = outpost_firmware::client::RX_LEN_FOR_CONFIG;
 
 type Io = FromStd<TcpStream>;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("binary_sensor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse()?;
     let stored = args.config_file.as_deref().and_then(read_config);
     let device = Device {

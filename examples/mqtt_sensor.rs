@@ -11,6 +11,7 @@
 //! default `dev42`), also the MQTT client id; `--count` readings (default 10) every
 //! `--interval-ms` (default 1000). The payload is the temperature as text (`21.5`).
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
@@ -24,7 +25,17 @@ const MAX_EVENTS_PER_READING: usize = 20;
 /// Requests rumqttc may queue.
 const REQUEST_CAP: usize = 10;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mqtt_sensor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse()?;
     let (host, port) = args
         .broker

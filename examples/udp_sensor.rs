@@ -15,6 +15,7 @@
 //! does not come within a second is reported lost; nothing is retried.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use outpost_firmware::client::udp::{decode_reply, encode_datagram, UdpReply, UdpRequest};
@@ -27,7 +28,17 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// A datagram of a reading is under 100 bytes for ids and tokens of a few dozen.
 const DATAGRAM_LEN: usize = 512;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("udp_sensor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse()?;
     let gateway: SocketAddr = args.gateway.parse()?;
     let alias = args

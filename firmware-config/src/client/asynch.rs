@@ -142,7 +142,7 @@ impl<'a, T: Read + Write, const N: usize> Client<'a, T, N> {
     /// Reads what the broker sent without being asked, as far as the transport says it is
     /// ready (`ReadReady`), without waiting for more: returns the first
     /// `Error` among it (such as `UNKNOWN_ALIAS` for a reading sent without an ack), or
-    /// `Ok(())` when nothing is wrong so far.
+    /// `Ok(())` when nothing is wrong so far. Fails with `NotConnected` without a connection.
     pub async fn poll(&mut self) -> Result<(), ClientError>
     where
         T: ReadReady,

@@ -136,7 +136,7 @@ impl<'a, T: Read + Write, const N: usize> Client<'a, T, N> {
 
     /// Reads what the broker sent without being asked, without blocking: returns the first
     /// `Error` among it (such as `UNKNOWN_ALIAS` for a reading sent without an ack), or
-    /// `Ok(())` when nothing is wrong so far.
+    /// `Ok(())` when nothing is wrong so far. Fails with `NotConnected` without a connection.
     pub fn poll(&mut self) -> Result<(), ClientError>
     where
         T: ReadReady,

@@ -1,6 +1,7 @@
 //! [`MockBroker`]: an in-memory transport that answers each request the client writes with
 //! the reply it waits for. Only what the demo sends is understood; requests are assumed to
-//! be shorter than 128 bytes (a one-byte length prefix).
+//! be shorter than 128 bytes (a one-byte length prefix). With the `config` feature its hello
+//! reply pushes a config.
 
 use core::convert::Infallible;
 use core::hint::black_box;
@@ -8,8 +9,17 @@ use core::hint::black_box;
 use embedded_io::{ErrorType, Read, Write};
 
 /// The hello reply: protocol 1, clock 1,700,000,000,000 ms, largest frame 1,024, no config.
+#[cfg(not(feature = "config"))]
 const HELLO_REPLY: &[u8] = &[
     0x0b, 0x18, 0x01, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x80, 0x08, 0x00,
+];
+/// The same with a config of 29 bytes (version 3, device "d1", two aliases: config.rs's
+/// golden one).
+#[cfg(feature = "config")]
+const HELLO_REPLY: &[u8] = &[
+    0x29, 0x18, 0x01, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x80, 0x08, 0x01, 0x1d, //
+    0x01, 0x03, 0x02, b'd', b'1', 0x07, b'g', b'w', b':', b'7', b'8', b'8', b'3', 0x90, 0x4e, 0x0a,
+    0x01, 0x02, 0x01, 0x01, b't', 0x00, 0xac, 0x02, 0x02, b'h', b'u', 0x01, 0x02,
 ];
 /// Frame discriminants (frame.rs).
 const DEVICE_HELLO: u8 = 23;
@@ -19,7 +29,7 @@ const READING: u8 = 27;
 const ACK: u8 = 3;
 const DONE: u8 = 17;
 /// The longest reply built here.
-const REPLY_CAP: usize = 32;
+const REPLY_CAP: usize = 64;
 
 /// Replies to the last request, handed out by `read`.
 pub struct MockBroker {
