@@ -3,7 +3,7 @@
 //! It owns the receive buffer's bookkeeping: where received bytes end, where the next frame
 //! starts, and which bytes must be kept (a frame the caller still borrows). It does not
 //! decode frame bodies (the [`Session`](super::Session) does) and does no I/O: a driver asks
-//! for [`space`](Reader::space) to read into and reports how much it read with
+//! for [`make_space`](Reader::make_space) and [`space`](Reader::space) to read into and reports how much it read with
 //! [`filled`](Reader::filled).
 
 use core::ops::Range;
@@ -12,7 +12,7 @@ use super::ClientError;
 use crate::codec::frame_len;
 
 /// Incremental framing over a caller's buffer. A frame is handed out whole, as the range of
-/// its body; it stays in place until the next call to [`space`](Reader::space) moves unread
+/// its body; it stays in place until the next [`make_space`](Reader::make_space) moves unread
 /// bytes down over it (except frames before [`keep`](Reader::keep)'s mark).
 #[derive(Debug)]
 pub(crate) struct Reader<'a> {
@@ -48,7 +48,7 @@ impl<'a> Reader<'a> {
         self.base = self.start;
     }
 
-    /// Lets the next [`space`](Self::space) overwrite every frame handed out.
+    /// Lets the next [`make_space`](Self::make_space) overwrite every frame handed out.
     pub(crate) fn release(&mut self) {
         self.base = 0;
     }

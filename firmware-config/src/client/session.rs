@@ -385,6 +385,8 @@ impl<'a, const N: usize> Session<'a, N> {
         let body_len = u32::try_from(body_len).map_err(|_| too_large)?;
         let (prefix, prefix_len) = varint::encode_u32(body_len);
         let start = PRODUCE_HEAD - (prefix_len + fixed_len + seq_prefix_len);
+        // In bounds: the three parts take at most PRODUCE_HEAD bytes, and `tx` is longer
+        // than PRODUCE_HEAD (the records were written after it).
         let parts = [
             &prefix[..prefix_len],
             &fixed[..fixed_len],
@@ -434,7 +436,7 @@ impl<'a, const N: usize> Session<'a, N> {
 
     /// The free part of the receive buffer, to read into. Fails with `NotConnected` when
     /// there is no connection, and ends it with `BufferTooSmall` when the buffer is full
-    /// (which a receive buffer of at least [`MAX_PREFIX_LEN`] bytes never is).
+    /// (which [`MAX_PREFIX_LEN`] bytes of room beside a kept hello reply prevent).
     pub fn read_buf(&mut self) -> Result<&mut [u8], ClientError> {
         if self.state == State::Disconnected {
             return Err(ClientError::NotConnected);

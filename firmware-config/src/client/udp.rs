@@ -118,6 +118,7 @@ pub fn encode_datagram<'b>(
     let inner = encode_body(&request.frame(), tail)?.len();
     let inner_u32 = u32::try_from(inner).map_err(|_| ClientError::BufferTooSmall)?;
     let (len, len_len) = varint::encode_u32(inner_u32);
+    // In bounds: `room` (= fixed + 5) and the inner body after it were checked by `get_mut`.
     buf[fixed..fixed + len_len].copy_from_slice(&len[..len_len]);
     buf.copy_within(room..room + inner, fixed + len_len);
     Ok(&buf[..fixed + len_len + inner])
