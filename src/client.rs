@@ -440,18 +440,64 @@ impl Client {
         records: &[NewRecord],
         ack: AckMode,
     ) -> Result<PendingAck, ClientError> {
+        self.send_records(records, ack, |request_id, records| {
+            encode(&Frame::Produce {
+                request_id,
+                topic,
+                partition,
+                ack,
+                records,
+            })
+        })
+        .await
+    }
+
+    /// Like [`send_produce`](Self::send_produce), to the topic a registered alias stands for
+    /// (`ProduceAlias`).
+    pub async fn send_produce_alias(
+        &self,
+        alias: u16,
+        records: &[NewRecord],
+        ack: AckMode,
+    ) -> Result<PendingAck, ClientError> {
+        self.send_records(records, ack, |request_id, records| {
+            encode(&Frame::ProduceAlias {
+                request_id,
+                alias,
+                ack,
+                records,
+            })
+        })
+        .await
+    }
+
+    /// Lets `alias` stand for `topic` (and `partition`) on this connection.
+    pub async fn register_alias(
+        &self,
+        alias: u16,
+        topic: &str,
+        partition: Option<u32>,
+    ) -> Result<(), ClientError> {
+        let id = self.next_id();
+        let frame = Frame::RegisterAlias {
+            request_id: id,
+            alias,
+            topic,
+            partition,
+        };
+        expect_done(self.call_raw(id, &frame).await?)
+    }
+
+    async fn send_records(
+        &self,
+        records: &[NewRecord],
+        ack: AckMode,
+        frame: impl FnOnce(u32, outpost_firmware::Records<'_>) -> Result<Vec<u8>, ClientError>,
+    ) -> Result<PendingAck, ClientError> {
         let mut buf = vec![0u8; encoded_estimate(records)];
         let records = encode_records(records, &mut buf)?;
         let id = self.next_id();
-        let frame = Frame::Produce {
-            request_id: id,
-            topic,
-            partition,
-            ack,
-            records,
-        };
-        let mut bytes = Vec::new();
-        codec::encode_frame_vec(&frame, &mut bytes).map_err(ClientError::Protocol)?;
+        let bytes = frame(id, records)?;
         let rx = match ack {
             AckMode::Commit => Some(register(&self.waiters, id)?),
             AckMode::None => None,
@@ -695,6 +741,13 @@ impl Client {
             other => Err(refusal(&other)),
         }
     }
+}
+
+/// A frame's bytes, length prefix included.
+fn encode(frame: &Frame<'_>) -> Result<Vec<u8>, ClientError> {
+    let mut bytes = Vec::new();
+    codec::encode_frame_vec(frame, &mut bytes).map_err(ClientError::Protocol)?;
+    Ok(bytes)
 }
 
 /// The devices of a `DevicesReply`.

@@ -1,7 +1,8 @@
 //! `outpost serve`: opens the log, binds the listener, serves until SIGINT/SIGTERM.
 //!
-//! Shutdown order: stop accepting; let each connection finish its in-flight requests (bounded
-//! wait) so their acks go out; then drain the log writer, which commits durably and stops.
+//! Shutdown order: stop accepting (and receiving datagrams); let each connection, and the UDP
+//! socket's acknowledged appends, finish their in-flight requests (bounded wait) so their acks
+//! go out; then drain the log writer, which commits durably and stops.
 //! A connection limit refuses extra connections with a `BUSY` error frame. SIGHUP reloads
 //! what [`crate::reload`] lists: the password file, the ACL and the TLS certificates.
 //!
@@ -317,6 +318,7 @@ impl Server {
                     bridges: server.bridges.clone(),
                     listeners: listener_stats,
                     security: server.security.clone(),
+                    devices: server.devices.clone(),
                     udp: udp_stats,
                 },
             ));

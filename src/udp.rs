@@ -21,9 +21,10 @@
 //! clients (no password file). A wrong token is counted (`outpost_device_token_failures_total
 //! {transport="udp"}` and `outpost_auth_failures_total`) and logged once per device. Aliases
 //! are those of the device's stored config only (there is no `RegisterAlias` without a
-//! connection). A produce needs `publish` on the alias's topic under the ACL: a device whose
-//! token was verified is the device for the ACL, an anonymous device a client with no user
-//! whose client id is the device id.
+//! connection). A produce needs `publish` on the alias's topic under the ACL, checked for
+//! every datagram (rules reloaded on SIGHUP apply at once): a device whose token was verified
+//! is the ACL's `device = "ID"`, a device without a token an anonymous client; the client id
+//! (`%c`) is the device id.
 //!
 //! # Replies
 //!
@@ -716,7 +717,7 @@ impl Receiver {
         let security = &self.shared.security;
         self.permissions
             .entry(key)
-            .or_insert_with(|| security.permissions(&device_identity(verified), id))
+            .or_insert_with(|| security.permissions(&device_identity(id, verified), id))
     }
 
     /// Queues the append. Fire-and-forget: done once queued. Acknowledged: a task awaits
@@ -794,13 +795,13 @@ async fn answer(
     }
 }
 
-/// Who a device is for the ACL.
-// TODO(devices, after merging the TCP device sessions): a verified device gets a device
-// identity, so that the ACL's `device = "..."` rules apply to it; until `auth::Identity`
-// carries a device, both cases compile as an anonymous client whose client id is the
-// device id.
-fn device_identity(_verified: bool) -> Identity {
-    Identity { user: None }
+/// Who a device is for the ACL (as over TCP): the ACL's `device = "ID"` once its token was
+/// verified, else an anonymous client; its client id is its device id either way.
+fn device_identity(id: &str, verified: bool) -> Identity {
+    Identity {
+        user: None,
+        device: verified.then(|| id.into()),
+    }
 }
 
 #[cfg(test)]

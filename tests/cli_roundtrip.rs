@@ -192,3 +192,38 @@ fn config_default_parses_and_check_names_bad_keys() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_produce_with_and_without_aliases_stores_every_record() {
+    let dir = temp_dir();
+    let broker = Broker::start(&dir.path().join("data"), "");
+    for (topic, alias) in [("plain", false), ("aliased", true)] {
+        let mut args = vec![
+            "bench",
+            "produce",
+            "--topic",
+            topic,
+            "--records",
+            "2000",
+            "--producers",
+            "2",
+            "--batch",
+            "10",
+            "--json",
+        ];
+        if alias {
+            args.push("--alias");
+        }
+        let out = broker.cli_ok(&args);
+        let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(report["records"], 2000, "{out}");
+        let desc = broker.cli_ok(&["topics", "describe", topic]);
+        let p0 = desc
+            .lines()
+            .find(|l| l.trim_start().starts_with("0 "))
+            .unwrap();
+        let cols: Vec<&str> = p0.split_whitespace().collect();
+        assert_eq!(&cols[..3], ["0", "0", "2000"], "{desc}");
+    }
+    broker.stop();
+}

@@ -6,7 +6,8 @@
 //! Truncated, oversized and garbage datagrams are counted, get no reply, and the broker keeps
 //! serving. Unknown aliases and devices, wrong tokens, token-less devices under a password
 //! file and ACL refusals store nothing, are counted, and are answered only when the device
-//! asked for a reply.
+//! asked for a reply. The firmware crate's UDP codecs (`client::udp`) round-trip through the
+//! broker.
 //!
 //! "No reply" is checked by order: after the datagrams that must not be answered, an acked
 //! reading is sent, and the first reply to arrive must be its `Done` (the broker serves one
@@ -458,22 +459,24 @@ fn truncated_oversized_and_garbage_datagrams_are_dropped_and_counted() {
         }
     }
 
-    // The broker still serves TCP and UDP: the syncs and the 256-byte reading are stored.
+    // The broker still serves TCP and UDP: every sync and the 256-byte reading are stored
+    // (and whatever mutated datagrams still made a reading of "21.5" or another value).
     let stored = broker.consume_json("temperature", 10_000);
-    assert!(
-        stored.len() >= sensor.syncs() as usize + 1,
-        "{}",
-        stored.len()
-    );
+    let values = values(&stored);
+    let syncs = values.iter().filter(|v| **v == "ok").count();
+    assert_eq!(syncs, sensor.syncs() as usize);
+    assert!(values
+        .iter()
+        .any(|v| v.len() == 244 && v.bytes().all(|b| b == b'x')));
     broker.stop();
 }
 
 #[test]
 fn refused_datagrams_store_nothing_are_counted_and_answered_only_when_asked() {
     let dir = temp_dir();
-    // Logins required; d1 may publish to `temperature` only.
+    // Logins required; the device d1 (its token verified) may publish to `temperature` only.
     let acl = "[[rule]]\nuser = \"admin\"\naccess = \"allow\"\nactions = [\"all\"]\ntopics = [\"#\", \"$devices\"]\n\
-               [[rule]]\nclient_id = \"d1\"\naccess = \"allow\"\nactions = [\"publish\"]\ntopics = [\"temperature\"]\n";
+               [[rule]]\ndevice = \"d1\"\naccess = \"allow\"\nactions = [\"publish\"]\ntopics = [\"temperature\"]\n";
     let (broker, _) = secure_broker(dir.path(), acl, "");
     register_as_admin(&broker, dir.path(), "d1", Some("good"));
     register_as_admin(&broker, dir.path(), "d2", None);
@@ -545,4 +548,79 @@ fn refused_datagrams_store_nothing_are_counted_and_answered_only_when_asked() {
         .filter(|l| l.contains("authentication failed") && l.contains("d1"))
         .count();
     assert_eq!(d1_lines, 1, "{stderr}");
+}
+
+#[test]
+fn the_firmware_udp_codecs_round_trip_through_the_broker() {
+    use outpost_firmware::client::udp::{decode_reply, encode_datagram, UdpReply, UdpRequest};
+    use outpost_firmware::client::{ClientError, Device, Produced};
+
+    let dir = temp_dir();
+    let broker = Broker::start(&dir.path().join("data"), "");
+    register(&broker, dir.path(), "dev42", Some("tok"));
+    let sensor = Sensor::new(&broker, |id| {
+        datagram("dev42", b"tok", &reading(id, 1, b"ok"))
+    });
+    let device = Device {
+        id: "dev42",
+        token: b"tok",
+    };
+    let mut out = [0u8; 256];
+    let mut ask = |request: &UdpRequest<'_>| {
+        let bytes = encode_datagram(device, request, &mut out).unwrap().to_vec();
+        sensor.ask(&bytes)
+    };
+
+    let value = 22.5f32.to_le_bytes();
+    let reply = ask(&UdpRequest::Reading {
+        request_id: 1,
+        alias: 1,
+        value: &value,
+    });
+    assert_eq!(decode_reply(&reply), Ok(UdpReply::Done { request_id: 1 }));
+
+    let mut rbuf = [0u8; 64];
+    let mut w = SeqWriter::new(&mut rbuf);
+    w.push(&Record::new(b"50")).unwrap();
+    w.push(&Record::new(b"51")).unwrap();
+    let records = w.finish().unwrap();
+    let reply = ask(&UdpRequest::Produce {
+        request_id: 2,
+        alias: 2,
+        ack: AckMode::Commit,
+        records,
+    });
+    let produced = Produced {
+        partition: 0,
+        base_offset: 0,
+        count: 2,
+    };
+    assert_eq!(
+        decode_reply(&reply),
+        Ok(UdpReply::Ack {
+            request_id: 2,
+            produced
+        })
+    );
+
+    let reply = ask(&UdpRequest::Reading {
+        request_id: 3,
+        alias: 7,
+        value: &value,
+    });
+    let refused = ClientError::Broker {
+        request_id: 3,
+        code: ErrorCode::UNKNOWN_ALIAS,
+    };
+    assert_eq!(decode_reply(&reply), Err(refused));
+
+    let reply = ask(&UdpRequest::Sleep {
+        request_id: 4,
+        duration_ms: 1000,
+    });
+    assert_eq!(decode_reply(&reply), Ok(UdpReply::Done { request_id: 4 }));
+
+    let stored = broker.consume_json("humidity", 10);
+    assert_eq!(values(&stored), ["50", "51"]);
+    broker.stop();
 }

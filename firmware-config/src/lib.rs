@@ -4,9 +4,11 @@
 //! What it owns: the [`Frame`]s (module [`frame`], which describes the wire format byte by
 //! byte), their length-prefixed framing and checked decoding ([`codec`]), the records a
 //! produce carries ([`record`]), the lazily decoded sequences that hold them ([`seq`]), and
-//! the [`DeviceConfig`] a device keeps in flash ([`config`]).
-//! What it does not do: I/O, sessions, timers, or parsing the Kafka record batches that
-//! `FetchResult` carries (opaque bytes here).
+//! the [`DeviceConfig`] a device keeps in flash ([`config`]), and the device clients that
+//! firmware links ([`client`]: a sans-I/O session, blocking and async drivers over the
+//! caller's `embedded-io` transport, datagram helpers).
+//! What it does not do: sockets or other I/O of its own, timers, the broker's sessions, or
+//! parsing the Kafka record batches that `FetchResult` carries (opaque bytes here).
 //!
 //! # Guarantees
 //!
@@ -47,6 +49,7 @@ extern crate alloc;
 extern crate std;
 
 mod bytes;
+pub mod client;
 pub mod codec;
 pub mod config;
 mod error;

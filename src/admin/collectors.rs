@@ -158,6 +158,52 @@ pub const AUTH_STATS: &[Stat<crate::auth::Security>] = &[
     },
 ];
 
+/// Device traffic ([`crate::devices::DeviceCounters`]) and the registry's size.
+pub const DEVICE_STATS: &[Stat<crate::devices::Devices>] = &[
+    Stat {
+        name: "outpost_device_hellos",
+        help: "DeviceHello frames accepted over TCP (devices let in).",
+        kind: Kind::Counter,
+        labels: &[],
+        read: |d| load(&d.counters().hellos),
+    },
+    Stat {
+        name: "outpost_device_configs_sent",
+        help: "Stored device configs sent to devices (in DeviceHelloAck and ConfigReply).",
+        kind: Kind::Counter,
+        labels: &[],
+        read: |d| load(&d.counters().configs_sent),
+    },
+    Stat {
+        name: "outpost_device_token_failures",
+        help: "Devices refused for a wrong token, by transport (each also counts in outpost_auth_failures_total over TCP).",
+        kind: Kind::Counter,
+        labels: &[("transport", "tcp")],
+        read: |d| load(&d.counters().token_failures_tcp),
+    },
+    Stat {
+        name: "outpost_device_token_failures",
+        help: "Devices refused for a wrong token, by transport (each also counts in outpost_auth_failures_total over TCP).",
+        kind: Kind::Counter,
+        labels: &[("transport", "udp")],
+        read: |d| load(&d.counters().token_failures_udp),
+    },
+    Stat {
+        name: "outpost_devices_stored",
+        help: "Devices stored with outpost devices set/token.",
+        kind: Kind::Gauge,
+        labels: &[],
+        read: |d| d.count() as u64,
+    },
+    Stat {
+        name: "outpost_devices_connected",
+        help: "Devices with a binary-protocol TCP connection open now.",
+        kind: Kind::Gauge,
+        labels: &[],
+        read: |d| d.connected() as u64,
+    },
+];
+
 /// Counters of [`crate::mqtt::broker::MqttStats`] that have no `protocol`-labelled family.
 pub const MQTT_STATS: &[Stat<Broker>] = &[
     Stat {

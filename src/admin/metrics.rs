@@ -4,8 +4,8 @@
 //! Nothing is copied into metric objects as it happens: every value is read at scrape time
 //! from counters that already exist (atomics in [`crate::log::Stats`],
 //! [`crate::mqtt::broker::MqttStats`], [`ConnectionStats`]) or from live state (partition
-//! metadata, the `groups` table, the bridges' [`StatusBoard`], `/proc`, `statvfs`). A scrape
-//! reads redb and `/proc`, so [`encode`] is meant for a blocking thread.
+//! metadata, the `groups` table, the bridges' [`StatusBoard`], the device registry, `/proc`,
+//! `statvfs`). A scrape reads redb and `/proc`, so [`encode`] is meant for a blocking thread.
 //!
 //! # Adding a counter source
 //! 1. Keep the counters where they are updated, as atomics in a struct shared by `Arc` (or
@@ -63,6 +63,8 @@ pub struct Sources {
     pub listeners: Vec<(&'static str, Arc<ConnectionStats>)>,
     /// Logins and ACL checks (their denial counters).
     pub security: crate::auth::Security,
+    /// The device registry (device traffic counters, stored and connected devices).
+    pub devices: crate::devices::Devices,
     /// The UDP socket's counters, when `[udp]` is enabled.
     pub udp: Option<Arc<crate::udp::UdpStats>>,
 }
@@ -96,6 +98,10 @@ pub fn registry(sources: Sources) -> Registry {
     r.register_collector(Box::new(StatTable::new(
         sources.security,
         super::collectors::AUTH_STATS,
+    )));
+    r.register_collector(Box::new(StatTable::new(
+        sources.devices,
+        super::collectors::DEVICE_STATS,
     )));
     if let Some(udp) = sources.udp {
         r.register_collector(Box::new(StatTable::new(udp, crate::udp::UDP_STATS)));

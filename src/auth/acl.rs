@@ -27,6 +27,12 @@
 //! As in MQTT, a filter starting with `+` or `#` matches no topic starting with `$`: grant
 //! `$SYS/#` (or `$bridge`) explicitly.
 //!
+//! A `device = "ID"` rule applies to a binary-protocol device whose token was verified at
+//! its `DeviceHello` or in its UDP datagram (the token set with `outpost devices token
+//! ID`); a device's client id
+//! is its device id, so `%c` stands for it. A device without a token is no device to the
+//! ACL: it is an anonymous client (or the user its TLS client certificate names).
+//!
 //! `%u` and `%c` are replaced by the client's user name and client id. When the replacement is
 //! impossible — an anonymous client for `%u`, or a value that is empty or holds `+`, `#` or
 //! `/` (which would widen the filter: a client id `#` must not match everything) — an allow
@@ -35,10 +41,11 @@
 //!
 //! What each request needs: MQTT PUBLISH (and a will, at CONNECT) `publish` on its topic;
 //! SUBSCRIBE `subscribe` on its filter (without a `$share/GROUP/` prefix); binary-protocol
-//! produce `publish` on the log topic; fetch, offset commit and offset fetch `consume` on
-//! the log topic; create and delete topic `admin` on the topic; describe topic `consume` or
-//! `admin` on it; list topics answers with the topics the client may consume or administer;
-//! bridge status needs `admin` on the name `$bridge`.
+//! produce `publish` on the log topic (so do `RegisterAlias`, and `ProduceAlias` and
+//! `Reading` on the alias's topic, checked at each use); fetch, offset commit and offset
+//! fetch `consume` on the log topic; create and delete topic `admin` on the topic; describe
+//! topic `consume` or `admin` on it; list topics answers with the topics the client may
+//! consume or administer; bridge status needs `admin` on the name `$bridge`.
 //!
 //! This module parses, compiles and matches; it does not count or log denials (see
 //! [`super::denials`]) and does not know connections.
@@ -118,8 +125,10 @@ pub enum Subject {
     User(String),
     /// The client with this client id (MQTT client identifier, binary-protocol hello name).
     ClientId(String),
-    /// The device with this name. Device identities come with device tokens (not yet
-    /// built): until then such a rule applies to no client.
+    /// The device with this id, once its token was verified (a binary-protocol
+    /// `DeviceHello` or UDP datagram with the token set by `outpost devices token`). A
+    /// device without a
+    /// token proves nothing, so such a rule never applies to it.
     Device(String),
 }
 
@@ -130,7 +139,7 @@ pub struct Who<'a> {
     pub user: Option<&'a str>,
     /// Client id.
     pub client_id: &'a str,
-    /// Device name, for a device authenticated by its token (`None` until device tokens exist).
+    /// Device id, for a device authenticated by its token (`None` for every other client).
     pub device: Option<&'a str>,
 }
 

@@ -84,8 +84,9 @@ pub enum Refusal {
     Busy,
 }
 
-/// Where user names and their secrets are looked up, in order. Password file users now;
-/// device tokens (`outpost devices`, not built yet) become a second source.
+/// Where user names and their secrets are looked up, in order: the password file's users.
+/// (Device tokens are checked by the device registry at a `DeviceHello`, not here: see
+/// [`crate::devices::Devices::check_token`].)
 #[derive(Debug, Clone)]
 pub enum CredentialSource {
     /// The users of `auth.password_file`.
@@ -115,11 +116,30 @@ pub struct Login<'a> {
 }
 
 /// Who a client is once logged in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
     /// User name (`None`: anonymous). Without a password file, the name the client gave,
     /// unverified.
     pub user: Option<Box<str>>,
+    /// The device id of a binary-protocol device whose token was verified at its
+    /// `DeviceHello` (the ACL's `device = "..."` rules); `None` for every other client.
+    pub device: Option<Box<str>>,
+}
+
+impl Identity {
+    /// The anonymous client.
+    pub const ANONYMOUS: Identity = Identity {
+        user: None,
+        device: None,
+    };
+
+    /// A client known by its user name only.
+    pub fn user(user: &str) -> Self {
+        Self {
+            user: Some(user.into()),
+            device: None,
+        }
+    }
 }
 
 /// The files in force.
@@ -219,9 +239,7 @@ impl Security {
     /// client.
     pub async fn authenticate(&self, login: Login<'_>) -> Result<Identity, Refusal> {
         if let Some(user) = login.cert_identity {
-            return Ok(Identity {
-                user: Some(user.into()),
-            });
+            return Ok(Identity::user(user));
         }
         match self.check_credentials(&login).await {
             Ok(identity) => Ok(identity),
@@ -244,9 +262,7 @@ impl Security {
         let bad = Refusal::BadCredentials;
         match (login.username, login.password) {
             // Without a password file a user name is taken as given (as Mosquitto does).
-            (Some(user), _) if state.sources.is_empty() => Ok(Identity {
-                user: Some(user.into()),
-            }),
+            (Some(user), _) if state.sources.is_empty() => Ok(Identity::user(user)),
             (Some(_), None) => Err((bad, "user name without a password")),
             (Some(user), Some(password)) => {
                 let known = state.sources.iter().find_map(|s| s.lookup(user));
@@ -258,9 +274,7 @@ impl Security {
                     .await
                     .map_err(|_| (Refusal::Busy, "busy"))?;
                 match (known, ok) {
-                    (Some(_), true) => Ok(Identity {
-                        user: Some(user.into()),
-                    }),
+                    (Some(_), true) => Ok(Identity::user(user)),
                     (Some(_), false) => Err((bad, "wrong password")),
                     (None, _) => Err((bad, "unknown user")),
                 }
@@ -268,7 +282,7 @@ impl Security {
             (None, Some(_)) if !state.sources.is_empty() => {
                 Err((bad, "password without a user name"))
             }
-            (None, _) if self.inner.allow_anonymous => Ok(Identity { user: None }),
+            (None, _) if self.inner.allow_anonymous => Ok(Identity::ANONYMOUS),
             (None, _) => Err((Refusal::NotAuthorized, "anonymous access is off")),
         }
     }
@@ -285,6 +299,7 @@ impl Security {
             generation: u64::MAX,
             rules: None,
             user: identity.user.clone(),
+            device: identity.device.clone(),
             client_id: client_id.into(),
         };
         p.refresh();
@@ -334,6 +349,7 @@ pub struct Permissions {
     /// `None`: no ACL file, everything allowed.
     rules: Option<Arc<SessionRules>>,
     user: Option<Box<str>>,
+    device: Option<Box<str>>,
     client_id: Box<str>,
 }
 
@@ -354,7 +370,7 @@ impl Permissions {
             Arc::new(acl.compile(Who {
                 user: self.user.as_deref(),
                 client_id: &self.client_id,
-                device: None,
+                device: self.device.as_deref(),
             }))
         });
         self.generation = now;
@@ -489,7 +505,7 @@ mod tests {
             ..AuthConfig::default()
         })
         .unwrap();
-        let mut p = s.permissions(&Identity { user: None }, "c");
+        let mut p = s.permissions(&Identity::ANONYMOUS, "c");
         assert!(p.check(Action::Publish, "a").allowed);
         assert!(!p.check(Action::Publish, "b").allowed);
         std::fs::write(&acl, allow("b")).unwrap();
@@ -500,5 +516,28 @@ mod tests {
         assert!(p.check(Action::Publish, "b").allowed);
         let d = s.denials();
         assert_eq!((d.publish, d.reloads, d.reload_failures), (1, 1, 1));
+    }
+
+    #[test]
+    fn device_rules_apply_to_verified_devices_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let acl = dir.path().join("acl.toml");
+        let rule = "[[rule]]\ndevice = \"d1\"\naccess = \"allow\"\nactions = [\"publish\"]\ntopics = [\"d1-readings\"]\n";
+        std::fs::write(&acl, rule).unwrap();
+        let s = Security::open(&AuthConfig {
+            acl_file: Some(acl),
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        let verified = Identity {
+            user: None,
+            device: Some("d1".into()),
+        };
+        let mut p = s.permissions(&verified, "d1");
+        assert!(p.check(Action::Publish, "d1-readings").allowed);
+        assert!(!p.check(Action::Publish, "other").allowed);
+        // The same id without a verified token is just a client id.
+        let mut anonymous = s.permissions(&Identity::ANONYMOUS, "d1");
+        assert!(!anonymous.check(Action::Publish, "d1-readings").allowed);
     }
 }

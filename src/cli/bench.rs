@@ -52,6 +52,10 @@ pub struct ProduceBench {
     /// Records per produce request (1 = single-record produce).
     #[arg(long, default_value_t = 1)]
     pub batch: u32,
+    /// Produce as a device does: register a topic alias once per connection, then send
+    /// `ProduceAlias` frames instead of `Produce`.
+    #[arg(long)]
+    pub alias: bool,
     /// Value size in bytes.
     #[arg(long, default_value_t = 64)]
     pub record_size: usize,
@@ -170,6 +174,9 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
+/// The alias `--alias` registers for the topic.
+const BENCH_ALIAS: u16 = 1;
+
 async fn producer(
     broker: &super::Endpoint,
     b: &ProduceBench,
@@ -177,6 +184,9 @@ async fn producer(
     bar: &ProgressBar,
 ) -> Result<ProducerResult, CliError> {
     let client = connect(broker, "bench-producer").await?;
+    if b.alias {
+        client.register_alias(BENCH_ALIAS, &b.topic, None).await?;
+    }
     let value: Vec<u8> = (0..b.record_size).map(|i| b'a' + (i % 26) as u8).collect();
     let mut hist = new_histogram();
     let mut inflight: VecDeque<(Instant, crate::client::PendingAck, u32)> = VecDeque::new();
@@ -190,9 +200,15 @@ async fn producer(
                 value: value.clone(),
                 ..NewRecord::default()
             }));
-            let p = client
-                .send_produce(&b.topic, None, &records, AckMode::Commit)
-                .await?;
+            let p = if b.alias {
+                client
+                    .send_produce_alias(BENCH_ALIAS, &records, AckMode::Commit)
+                    .await?
+            } else {
+                client
+                    .send_produce(&b.topic, None, &records, AckMode::Commit)
+                    .await?
+            };
             inflight.push_back((Instant::now(), p, n));
             sent += u64::from(n);
         }

@@ -151,6 +151,10 @@ struct StatusMap {
     map: HashMap<Box<str>, Status>,
     /// Ids whose status changed since the last flush.
     dirty: std::collections::HashSet<Box<str>>,
+    /// Open TCP connections per tracked device: a device that reconnects before its old
+    /// connection timed out has two for a while, and stays connected when the old one
+    /// closes. Bounded by the listener's connection limit.
+    open: HashMap<Box<str>, u32>,
 }
 
 /// Checks a device id: 1..=32 bytes of `[a-zA-Z0-9._-]`.
@@ -359,7 +363,8 @@ impl Devices {
     /// A device said hello (TCP) or sent a datagram (UDP) from `address`.
     pub fn seen(&self, id: &str, transport: Transport, address: SocketAddr, reported: Option<u32>) {
         let known = self.read().contains_key(id);
-        let mut status = self.status();
+        let mut guard = self.status();
+        let status = &mut *guard;
         if !known && !status.map.contains_key(id) && status.map.len() >= MAX_UNREGISTERED {
             return;
         }
@@ -378,6 +383,7 @@ impl Devices {
         if transport == Transport::Tcp {
             entry.reported_version = reported;
             entry.connected = true;
+            *status.open.entry(id.into()).or_insert(0) += 1;
         }
         if known {
             status.dirty.insert(id.into());
@@ -397,13 +403,39 @@ impl Devices {
         }
     }
 
-    /// A device's TCP connection closed.
+    /// A device's TCP connection closed (one [`Devices::seen`] over TCP each). The device
+    /// stays connected while another of its connections is open.
     pub fn disconnected(&self, id: &str) {
+        let known = self.read().contains_key(id);
         let mut status = self.status();
+        let still_open = match status.open.get_mut(id) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                true
+            }
+            Some(_) => {
+                status.open.remove(id);
+                false
+            }
+            None => false,
+        };
         if let Some(s) = status.map.get_mut(id) {
-            s.connected = false;
+            s.connected = still_open;
             s.last_seen_ms = now_ms();
+            if known {
+                status.dirty.insert(id.into());
+            }
         }
+    }
+
+    /// How many devices are stored.
+    pub fn count(&self) -> usize {
+        self.read().len()
+    }
+
+    /// How many tracked devices have a TCP connection open.
+    pub fn connected(&self) -> usize {
+        self.status().open.len()
     }
 
     /// A device said it sleeps for `duration_ms`.
@@ -804,6 +836,30 @@ mod tests {
             Err(DeviceError::Unknown(_))
         ));
         assert!(devices.json(Some("d1")).is_none());
+        log.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_device_stays_connected_while_one_of_its_connections_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(&log_config(dir.path())).unwrap();
+        let devices = Devices::load(&log).unwrap();
+        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        devices.set_token("d1", Some(b"t")).await.unwrap();
+        assert_eq!((devices.count(), devices.connected()), (1, 0));
+        // A reconnect before the old connection timed out.
+        devices.seen("d1", Transport::Tcp, addr, None);
+        devices.seen("d1", Transport::Tcp, addr, None);
+        devices.seen("d1", Transport::Udp, addr, None);
+        devices.disconnected("d1");
+        assert!(devices.status_of("d1").unwrap().connected);
+        assert_eq!(devices.connected(), 1);
+        devices.disconnected("d1");
+        assert!(!devices.status_of("d1").unwrap().connected);
+        assert_eq!(devices.connected(), 0);
+        // More closes than opens change nothing.
+        devices.disconnected("d1");
+        assert_eq!(devices.connected(), 0);
         log.shutdown().await;
     }
 }

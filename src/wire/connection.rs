@@ -14,6 +14,14 @@
 //! rules before it is served (produce: `publish` on the log topic; fetch and offsets:
 //! `consume`; topic create/delete: `admin`; see [`crate::auth::acl`]) and a refused one is
 //! answered `NOT_AUTHORIZED`, the connection staying usable.
+//!
+//! Devices and aliases (in `connection/device.rs`): a `DeviceHello` is checked against the
+//! device registry and makes this a device session; every session keeps an [`AliasTable`],
+//! and `ProduceAlias` and `Reading` go through the same gathering as `Produce`. Each produce
+//! of a gather is answered after the commit as it asked: `Ack` (a produce with
+//! [`AckMode::Commit`]), `Done` (a `Reading` with a request id), or only on error.
+
+mod device;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +32,13 @@ use outpost_firmware::{codec, AckMode, ErrorCode, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use super::aliases::AliasTable;
 use super::session::{Gate, Session};
 use super::{handlers, produce};
 use crate::admin::counters::ConnectionStats;
 use crate::auth::{Action, Identity, Login, Permissions, Refusal, Security};
 use crate::log::batch::{BatchBuilder, Compression};
-use crate::log::{Appended, Log, PendingRecords, Target};
+use crate::log::{AppendError, Appended, Log, PendingRecords, Target};
 use crate::shutdown::Shutdown;
 
 /// Bytes read from the socket at a time.
@@ -131,6 +140,9 @@ pub async fn serve(
         inflight: Arc::new(Semaphore::new(config.max_inflight as usize)),
         builder: BatchBuilder::new(Compression::None, config.batch_max_bytes),
         gather: None,
+        peer_addr: peer.addr,
+        aliases: AliasTable::default(),
+        device: None,
     };
     let result = conn.read_loop(&mut rd, &shutdown).await;
     if let Err(reason) = result {
@@ -142,6 +154,9 @@ pub async fn serve(
         );
     }
     conn.drain().await;
+    if let Some(d) = &conn.device {
+        conn.devices.disconnected(&d.id);
+    }
     drop(conn);
     let _ = writer.await;
 }
@@ -187,6 +202,12 @@ struct Conn {
     builder: BatchBuilder,
     /// Produces read together for one partition, not yet queued (see [`Conn::produce`]).
     gather: Option<Gather>,
+    /// The peer's address (for the device registry).
+    peer_addr: Option<std::net::SocketAddr>,
+    /// This connection's topic aliases.
+    aliases: AliasTable,
+    /// Set when this is a device session.
+    device: Option<device::DeviceConn>,
 }
 
 /// Consecutive produce requests of one read for the same partition: one writer request.
@@ -194,8 +215,40 @@ struct Gather {
     topic: String,
     partition: u32,
     records: PendingRecords,
-    /// (request id, ack mode, record count) of each produce, in order.
-    members: Vec<(u32, AckMode, u32)>,
+    /// (request id, reply, record count) of each produce, in order.
+    members: Vec<(u32, Reply, u32)>,
+}
+
+/// How a produce is answered once its records are committed. Failures are answered with an
+/// error frame whatever the kind (records must not be lost silently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// `Ack` with the offsets (`Produce`/`ProduceAlias` with [`AckMode::Commit`]).
+    Ack,
+    /// `Done` (a `Reading` with a non-zero request id).
+    Done,
+    /// Nothing on success.
+    Quiet,
+}
+
+impl Reply {
+    fn of_ack(ack: AckMode) -> Self {
+        match ack {
+            AckMode::Commit => Reply::Ack,
+            AckMode::None => Reply::Quiet,
+        }
+    }
+
+    /// Sends this reply (or the error) for request `id`.
+    async fn answer(self, replies: &Replies, id: u32, result: Result<Appended, AppendError>) {
+        match (self, result) {
+            (Reply::Done, Ok(_)) => send(replies, &Frame::Done { request_id: id }).await,
+            (Reply::Ack, r) => handlers::answer_append(replies, id, AckMode::Commit, r).await,
+            (Reply::Done | Reply::Quiet, r) => {
+                handlers::answer_append(replies, id, AckMode::None, r).await
+            }
+        }
+    }
 }
 
 impl Conn {
@@ -301,19 +354,18 @@ impl Conn {
     }
 
     async fn handle(&mut self, frame: &Frame<'_>) -> Result<(), &'static str> {
+        self.touch_device();
         match self.session.admit(frame) {
             Gate::Welcome => {
                 if let Some(user) = &self.cert_identity {
-                    let identity = Identity {
-                        user: Some(user.as_str().into()),
-                    };
+                    let identity = Identity::user(user);
                     self.session.logged_in();
                     let client_id = self.session.client_id();
                     self.permissions = Some(self.security.permissions(&identity, client_id));
                 } else if !self.security.requires_login() {
-                    let anonymous = Identity { user: None };
                     let client_id = self.session.client_id();
-                    self.permissions = Some(self.security.permissions(&anonymous, client_id));
+                    self.permissions =
+                        Some(self.security.permissions(&Identity::ANONYMOUS, client_id));
                 }
                 let ack = Frame::HelloAck {
                     version: outpost_firmware::PROTOCOL_VERSION,
@@ -336,6 +388,9 @@ impl Conn {
                     Ok(())
                 }
             }
+            Gate::CheckDevice => self.device_hello(frame).await,
+            // Only `Session::device_checked` returns it, inside `device_hello`.
+            Gate::WelcomeDevice => Ok(()),
             Gate::Authenticate => self.login(frame).await,
             Gate::Serve => {
                 if self.authorize(frame).await {
@@ -395,7 +450,9 @@ impl Conn {
             return true;
         };
         let (action, topic) = match *frame {
-            Frame::Produce { topic, .. } => (Action::Publish, topic),
+            Frame::Produce { topic, .. } | Frame::RegisterAlias { topic, .. } => {
+                (Action::Publish, topic)
+            }
             Frame::Fetch { topic, .. }
             | Frame::CommitOffset { topic, .. }
             | Frame::FetchOffset { topic, .. } => (Action::Consume, topic),
@@ -412,12 +469,22 @@ impl Conn {
             | Frame::SetDeviceToken { .. }
             | Frame::DeleteDevice { .. }
             | Frame::GetDevices { .. } => (Action::Admin, DEVICES_TOPIC),
+            // `ProduceAlias` and `Reading` are checked on their alias's topic when served.
             _ => return true,
+        };
+        let id = frame.request_id().unwrap_or(0);
+        self.check(id, action, topic).await
+    }
+
+    /// Checks `action` on `topic` against the client's ACL; answers request `id` with
+    /// `NOT_AUTHORIZED` and returns false when refused.
+    async fn check(&mut self, id: u32, action: Action, topic: &str) -> bool {
+        let Some(p) = self.permissions.as_mut() else {
+            return true;
         };
         if p.check(action, topic).allowed {
             return true;
         }
-        let id = frame.request_id().unwrap_or(0);
         let msg = match action {
             Action::Publish => "not authorized to produce to this topic",
             Action::Consume => "not authorized to consume this topic",
@@ -437,7 +504,11 @@ impl Conn {
     }
 
     async fn serve_request(&mut self, frame: &Frame<'_>) {
-        if !matches!(frame, Frame::Produce { .. }) {
+        let produces = matches!(
+            frame,
+            Frame::Produce { .. } | Frame::ProduceAlias { .. } | Frame::Reading { .. }
+        );
+        if !produces {
             // Requests after a produce see it queued first.
             self.flush_gather().await;
         }
@@ -453,9 +524,12 @@ impl Conn {
                 request_id: *request_id,
                 topic,
                 partition: *partition,
-                ack: *ack,
+                reply: Reply::of_ack(*ack),
             };
             return self.produce(req, records).await;
+        }
+        if self.serve_device_frame(frame).await {
+            return;
         }
         if let Frame::Ping { request_id } = frame {
             let pong = Frame::Pong {
@@ -533,9 +607,20 @@ impl Conn {
                 return send_error(&self.replies, id, ErrorCode::INVALID_REQUEST, msg).await
             }
         };
+        self.gather_append(req, target, pending).await;
+    }
+
+    /// Adds encoded records to the gather (see [`Conn::produce`]), or answers the error.
+    async fn gather_append(
+        &mut self,
+        req: ProduceReq<'_>,
+        target: Target<'_>,
+        pending: PendingRecords,
+    ) {
+        let id = req.request_id;
         let partition = match self.log.resolve_partition(req.topic, target) {
             Ok(p) => p,
-            Err(e) => return handlers::answer_append(&self.replies, id, req.ack, Err(e)).await,
+            Err(e) => return req.reply.answer(&self.replies, id, Err(e)).await,
         };
         let fits = self.gather.as_ref().is_some_and(|g| {
             g.topic == req.topic
@@ -554,7 +639,7 @@ impl Conn {
         });
         g.records.batches.extend_from_slice(&pending.batches);
         g.records.records += pending.records;
-        g.members.push((id, req.ack, pending.records));
+        g.members.push((id, req.reply, pending.records));
     }
 
     /// Queues the gathered produces as one append and answers each after its commit.
@@ -583,14 +668,14 @@ impl Conn {
                 Err(e) => Err(e),
             };
             let mut next = result.as_ref().map_or(0, |a| a.base_offset);
-            for (id, ack, count) in members {
+            for (id, reply, count) in members {
                 let mine = result.clone().map(|a| Appended {
                     partition: a.partition,
                     base_offset: next,
                     count,
                 });
                 next += u64::from(count);
-                handlers::answer_append(&replies, id, ack, mine).await;
+                reply.answer(&replies, id, mine).await;
             }
             drop(permits);
         });
@@ -612,5 +697,5 @@ struct ProduceReq<'a> {
     request_id: u32,
     topic: &'a str,
     partition: Option<u32>,
-    ack: AckMode,
+    reply: Reply,
 }

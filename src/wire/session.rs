@@ -1,10 +1,20 @@
 //! The binary-protocol session rules, with no I/O and no clock.
 //!
-//! A connection must start with `Hello` carrying [`PROTOCOL_VERSION`]; a different version is
-//! answered with `UNSUPPORTED_VERSION` and the connection is closed. Anything before the hello
-//! gets `HELLO_REQUIRED` and a close. Frames only a broker sends (acks, results) are answered
-//! with `UNEXPECTED_FRAME`. The connection task asks [`Session::admit`] about every frame and
-//! does what the returned [`Gate`] says.
+//! A connection must start with `Hello` (a client) or `DeviceHello` (a sensor) carrying
+//! [`PROTOCOL_VERSION`]; a different version is answered with `UNSUPPORTED_VERSION` and the
+//! connection is closed, as is a `DeviceHello` whose device id is not a valid id
+//! (`INVALID_REQUEST`). Anything before the hello gets `HELLO_REQUIRED` and a close. Frames
+//! only a broker sends (acks, results, `DeviceHelloAck`, `ConfigReply`, `DevicesReply`) and
+//! `Datagram` (a UDP frame) are answered with `UNEXPECTED_FRAME`. The connection task asks
+//! [`Session::admit`] about every frame and does what the returned [`Gate`] says.
+//!
+//! A `DeviceHello` is settled in two steps: [`Session::admit`] checks the version and the id
+//! ([`Gate::CheckDevice`]); the connection asks the device registry about the token and
+//! reports the answer to [`Session::device_checked`], which decides: a verified token logs
+//! the device in; a device without a token is let in only where no login is required; a
+//! wrong token, or a missing one where a login is required, is `NOT_AUTHORIZED` and a close.
+//! `ConfigRequest` and `Sleep` belong to device sessions (`UNEXPECTED_FRAME` elsewhere), and a
+//! device, authenticated by its token, sends no `Authenticate`.
 //!
 //! When the broker requires a login, after the hello only `Authenticate` and `Ping` are served
 //! until a login succeeded ([`Session::logged_in`]); everything else gets `NOT_AUTHORIZED` and
@@ -26,11 +36,35 @@ pub enum State {
     Ready,
 }
 
+/// What kind of peer a session serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// A client that said `Hello` (a tool, an application, a sensor without a device id).
+    Client,
+    /// A sensor that said `DeviceHello` and was let in.
+    Device,
+}
+
+/// What the device registry said of the token a `DeviceHello` presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceToken {
+    /// The device has a token and this is it.
+    Verified,
+    /// The device has no token set.
+    Missing,
+    /// The device has a token and this is not it.
+    Wrong,
+}
+
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
     /// Answer the hello with `HelloAck`.
     Welcome,
+    /// Check the `DeviceHello`'s token and report with [`Session::device_checked`].
+    CheckDevice,
+    /// Answer the `DeviceHello` with `DeviceHelloAck` (the device is in).
+    WelcomeDevice,
     /// Check the login; report with [`Session::logged_in`] or [`Session::login_failed`].
     Authenticate,
     /// Serve the request.
@@ -50,6 +84,7 @@ pub enum Gate {
 #[derive(Debug, Clone)]
 pub struct Session {
     state: State,
+    peer: PeerKind,
     client_id: String,
     /// Requests other than `Authenticate` and `Ping` wait for a login.
     login_required: bool,
@@ -68,6 +103,7 @@ impl Session {
     pub fn new(login_required: bool) -> Self {
         Self {
             state: State::AwaitHello,
+            peer: PeerKind::Client,
             client_id: String::new(),
             login_required,
             logged_in: false,
@@ -91,9 +127,38 @@ impl Session {
         self.state
     }
 
-    /// Client id given in the hello (empty before).
+    /// Client id given in the hello, or the device id of a `DeviceHello` (empty before).
     pub fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// Whether this is a client or a device session.
+    pub fn peer(&self) -> PeerKind {
+        self.peer
+    }
+
+    /// Settles a `DeviceHello` ([`Gate::CheckDevice`]) with what the registry said of its
+    /// token: [`Gate::WelcomeDevice`] (the session is then ready, a device session, logged in
+    /// when the token was verified) or a refusal that closes the connection.
+    pub fn device_checked(&mut self, token: DeviceToken) -> Gate {
+        match token {
+            DeviceToken::Wrong => {
+                return refuse(ErrorCode::NOT_AUTHORIZED, "wrong device token", true)
+            }
+            DeviceToken::Missing if self.login_required => {
+                return refuse(
+                    ErrorCode::NOT_AUTHORIZED,
+                    "this device has no token and the broker requires a login: set one with \
+                     `outpost devices token DEVICE_ID` and give it to the device",
+                    true,
+                )
+            }
+            DeviceToken::Missing => {}
+            DeviceToken::Verified => self.logged_in = true,
+        }
+        self.state = State::Ready;
+        self.peer = PeerKind::Device;
+        Gate::WelcomeDevice
     }
 
     /// Decides what to do with `frame` and advances the state.
@@ -111,13 +176,55 @@ impl Session {
                 self.state = State::Ready;
                 Gate::Welcome
             }
+            (
+                State::AwaitHello,
+                Frame::DeviceHello {
+                    version, device_id, ..
+                },
+            ) => {
+                if *version != PROTOCOL_VERSION {
+                    return refuse(
+                        ErrorCode::UNSUPPORTED_VERSION,
+                        "unsupported protocol version: this broker speaks version 1",
+                        true,
+                    );
+                }
+                if crate::devices::validate_id(device_id).is_err() {
+                    return refuse(
+                        ErrorCode::INVALID_REQUEST,
+                        "invalid device id: use 1..=32 characters of [a-zA-Z0-9._-]",
+                        true,
+                    );
+                }
+                self.client_id = (*device_id).to_owned();
+                Gate::CheckDevice
+            }
             (State::AwaitHello, _) => refuse(ErrorCode::HELLO_REQUIRED, "send Hello first", true),
-            (State::Ready, Frame::Hello { .. }) => {
+            (State::Ready, Frame::Hello { .. } | Frame::DeviceHello { .. }) => {
                 refuse(ErrorCode::UNEXPECTED_FRAME, "hello already done", false)
             }
             (State::Ready, f) if is_broker_frame(f) => refuse(
                 ErrorCode::UNEXPECTED_FRAME,
                 "this frame is sent by brokers, not clients",
+                false,
+            ),
+            (State::Ready, Frame::Datagram { .. }) => refuse(
+                ErrorCode::UNEXPECTED_FRAME,
+                "Datagram frames are for the UDP listener; on TCP send the request itself",
+                false,
+            ),
+            (State::Ready, Frame::ConfigRequest { .. } | Frame::Sleep { .. })
+                if self.peer != PeerKind::Device =>
+            {
+                refuse(
+                    ErrorCode::UNEXPECTED_FRAME,
+                    "ConfigRequest and Sleep are for device sessions (start with DeviceHello)",
+                    false,
+                )
+            }
+            (State::Ready, Frame::Authenticate { .. }) if self.peer == PeerKind::Device => refuse(
+                ErrorCode::UNEXPECTED_FRAME,
+                "a device is authenticated by the token in its DeviceHello",
                 false,
             ),
             (State::Ready, Frame::Authenticate { .. }) if self.logged_in => {
@@ -158,6 +265,9 @@ fn is_broker_frame(frame: &Frame<'_>) -> bool {
             | Frame::Done { .. }
             | Frame::Pong { .. }
             | Frame::BridgeStatusReply { .. }
+            | Frame::DeviceHelloAck { .. }
+            | Frame::ConfigReply { .. }
+            | Frame::DevicesReply { .. }
     )
 }
 
@@ -278,5 +388,139 @@ mod tests {
             }
         ));
         assert_eq!(s.state(), State::AwaitHello);
+    }
+
+    fn device_hello(id: &str) -> Frame<'_> {
+        Frame::DeviceHello {
+            version: PROTOCOL_VERSION,
+            device_id: id,
+            token: b"t",
+            config_version: None,
+        }
+    }
+
+    fn refusal(gate: Gate) -> (ErrorCode, bool) {
+        match gate {
+            Gate::Refuse { code, close, .. } => (code, close),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn device_hello_is_settled_by_the_token() {
+        // A verified token logs the device in even where a login is required.
+        let mut s = Session::new(true);
+        assert_eq!(s.admit(&device_hello("d1")), Gate::CheckDevice);
+        assert_eq!(s.state(), State::AwaitHello);
+        assert_eq!(s.device_checked(DeviceToken::Verified), Gate::WelcomeDevice);
+        assert_eq!(
+            (s.state(), s.peer(), s.client_id()),
+            (State::Ready, PeerKind::Device, "d1")
+        );
+        assert_eq!(s.admit(&Frame::ListTopics { request_id: 1 }), Gate::Serve);
+        // No token: refused where a login is required, let in elsewhere.
+        let mut s = Session::new(true);
+        s.admit(&device_hello("d1"));
+        let (code, close) = refusal(s.device_checked(DeviceToken::Missing));
+        assert_eq!((code, close), (ErrorCode::NOT_AUTHORIZED, true));
+        let mut s = Session::new(false);
+        s.admit(&device_hello("d1"));
+        assert_eq!(s.device_checked(DeviceToken::Missing), Gate::WelcomeDevice);
+        // A wrong token closes, login required or not.
+        let mut s = Session::new(false);
+        s.admit(&device_hello("d1"));
+        let (code, close) = refusal(s.device_checked(DeviceToken::Wrong));
+        assert_eq!((code, close), (ErrorCode::NOT_AUTHORIZED, true));
+        assert_eq!(s.state(), State::AwaitHello);
+    }
+
+    #[test]
+    fn device_hello_checks_version_and_id() {
+        let mut s = Session::new(false);
+        let old = Frame::DeviceHello {
+            version: PROTOCOL_VERSION + 1,
+            device_id: "d1",
+            token: b"",
+            config_version: Some(1),
+        };
+        assert_eq!(
+            refusal(s.admit(&old)),
+            (ErrorCode::UNSUPPORTED_VERSION, true)
+        );
+        for bad in ["", "a b", "d/1", &"x".repeat(33)] {
+            let (code, close) = refusal(Session::new(false).admit(&device_hello(bad)));
+            assert_eq!((code, close), (ErrorCode::INVALID_REQUEST, true), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn device_frames_belong_to_device_sessions() {
+        let config = Frame::ConfigRequest { request_id: 1 };
+        let sleep = Frame::Sleep {
+            request_id: 2,
+            duration_ms: 10,
+        };
+        let datagram = Frame::Datagram {
+            device_id: "d1",
+            token: b"",
+            body: b"",
+        };
+        let login = Frame::Authenticate {
+            request_id: 3,
+            username: "u",
+            password: b"p",
+        };
+        let mut client = Session::new(false);
+        client.admit(&Frame::Hello {
+            version: PROTOCOL_VERSION,
+            client_id: "c",
+        });
+        for f in [&config, &sleep, &datagram] {
+            assert_eq!(
+                refusal(client.admit(f)),
+                (ErrorCode::UNEXPECTED_FRAME, false)
+            );
+        }
+        let mut device = Session::new(false);
+        device.admit(&device_hello("d1"));
+        device.device_checked(DeviceToken::Missing);
+        assert_eq!(device.admit(&config), Gate::Serve);
+        assert_eq!(device.admit(&sleep), Gate::Serve);
+        for f in [&datagram, &login, &device_hello("d1")] {
+            assert_eq!(
+                refusal(device.admit(f)),
+                (ErrorCode::UNEXPECTED_FRAME, false)
+            );
+        }
+        // Aliases are for every session.
+        let register = Frame::RegisterAlias {
+            request_id: 4,
+            alias: 1,
+            topic: "t",
+            partition: None,
+        };
+        assert_eq!(client.admit(&register), Gate::Serve);
+        assert_eq!(device.admit(&register), Gate::Serve);
+        for reply in [
+            Frame::DeviceHelloAck {
+                version: PROTOCOL_VERSION,
+                broker_time_ms: 0,
+                max_frame_len: 1,
+                config: None,
+            },
+            Frame::ConfigReply {
+                request_id: 1,
+                config: None,
+            },
+            Frame::DevicesReply {
+                request_id: 1,
+                json: "[]",
+            },
+        ] {
+            assert_eq!(
+                refusal(device.admit(&reply)),
+                (ErrorCode::UNEXPECTED_FRAME, false)
+            );
+        }
     }
 }
