@@ -290,7 +290,8 @@ pub enum Outcome {
 /// Datagram counters, read by the metrics at scrape time.
 #[derive(Debug, Default)]
 pub struct UdpStats {
-    outcomes: [AtomicU64; 9],
+    /// Indexed by `Outcome as usize`; `Error` is the last variant.
+    outcomes: [AtomicU64; Outcome::Error as usize + 1],
     bytes_received: AtomicU64,
     bytes_sent: AtomicU64,
 }
