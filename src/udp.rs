@@ -1007,25 +1007,7 @@ mod tests {
 
     /// A config for `id` with alias 1 on topic `t`.
     fn device_config(id: &str) -> Vec<u8> {
-        use outpost_firmware::{heapless, AliasEntry, DeviceConfig};
-        let mut aliases = heapless::Vec::new();
-        let entry = AliasEntry {
-            alias: 1,
-            topic: heapless::String::try_from("t").unwrap(),
-            partition: None,
-        };
-        aliases.push(entry).unwrap();
-        let config = DeviceConfig {
-            version: 0,
-            device_id: heapless::String::try_from(id).unwrap(),
-            gateway: heapless::String::try_from("127.0.0.1:7883").unwrap(),
-            sample_interval_ms: 1000,
-            batch_size: 1,
-            ack: AckMode::Commit,
-            aliases,
-        };
-        let mut buf = [0u8; outpost_firmware::MAX_ENCODED_LEN];
-        config.encode(&mut buf).unwrap().to_vec()
+        crate::devices::tests::config(id, 0, "t")
     }
 
     /// The next datagram on `socket`; panics after 10 s.

@@ -691,7 +691,7 @@ impl<'a> DeviceView<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Config;
     use outpost_firmware::heapless;
@@ -704,7 +704,9 @@ mod tests {
         }
     }
 
-    fn config(id: &str, version: u32, topic: &str) -> Vec<u8> {
+    /// The encoded config of device `id` at `version` with alias 1 on `topic` (also used by
+    /// the UDP tests).
+    pub(crate) fn config(id: &str, version: u32, topic: &str) -> Vec<u8> {
         let mut aliases = heapless::Vec::new();
         let entry = AliasEntry {
             alias: 1,

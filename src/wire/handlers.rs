@@ -362,18 +362,30 @@ pub async fn bridge_status(board: &StatusBoard, replies: &Replies, id: u32, max_
         request_id: id,
         json: &json,
     };
+    send_json(replies, &frame, json.len(), max_frame, "bridge status is").await;
+}
+
+/// Queues a reply frame carrying `json_len` bytes of JSON when it fits `max_frame`, else
+/// answers `INTERNAL` naming the sizes (`what` starts the message): the connection goes on.
+async fn send_json(
+    replies: &Replies,
+    frame: &Frame<'_>,
+    json_len: usize,
+    max_frame: u32,
+    what: &str,
+) {
     let mut out = Vec::new();
     // Checked with the decoder's own rule, so the answer is exactly what a receiver with
     // this limit accepts.
-    let fits = codec::encode_frame_vec(&frame, &mut out).is_ok()
+    let fits = codec::encode_frame_vec(frame, &mut out).is_ok()
         && codec::frame_len(&out, max_frame).is_ok();
     if fits {
         let _ = replies.send(out).await;
         return;
     }
+    let id = frame.request_id().unwrap_or(0);
     let msg = format!(
-        "bridge status is {} bytes of JSON, more than a reply frame holds ({max_frame} bytes)",
-        json.len()
+        "{what} {json_len} bytes of JSON, more than a reply frame holds ({max_frame} bytes)"
     );
     send_error(replies, id, ErrorCode::INTERNAL, &msg).await;
 }
@@ -488,18 +500,8 @@ pub async fn device_admin(
                 request_id: id,
                 json: &json,
             };
-            let mut out = Vec::new();
-            let fits = codec::encode_frame_vec(&frame, &mut out).is_ok()
-                && codec::frame_len(&out, max_frame).is_ok();
-            if fits {
-                let _ = replies.send(out).await;
-            } else {
-                let msg = format!(
-                    "the device list is {} bytes of JSON, more than a reply frame holds ({max_frame} bytes); ask for one device",
-                    json.len()
-                );
-                send_error(replies, id, ErrorCode::INTERNAL, &msg).await;
-            }
+            let what = "the device list (ask for one device) is";
+            send_json(replies, &frame, json.len(), max_frame, what).await;
         }
         Ok(None) => send(replies, &Frame::Done { request_id: id }).await,
         Err(e) => {
