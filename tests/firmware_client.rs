@@ -145,6 +145,40 @@ fn blocking_client_gets_its_config_and_its_readings_land() {
 use blocking::Client;
 
 #[test]
+fn a_changed_or_removed_token_ends_the_open_session() {
+    let dir = temp_dir();
+    let (b, token) = broker_with_device(dir.path());
+    for change in [
+        &["devices", "token", "dev42"][..],
+        &["devices", "delete", "dev42"],
+    ] {
+        let token = match change[1] {
+            "delete" => b.cli_ok(&["devices", "token", "dev42"]).trim().to_owned(),
+            _ => token.clone(),
+        };
+        let device = Device {
+            id: "dev42",
+            token: token.as_bytes(),
+        };
+        let (mut tx, mut rx) = ([0u8; 256], [0u8; RX_LEN_FOR_CONFIG]);
+        let mut client: Client<'_, _> = Client::new(dial(&b), device, &mut tx, &mut rx);
+        client.connect(Some(1), 0).unwrap();
+        client.reading(1, b"before", AckMode::Commit).unwrap();
+        b.cli_ok(change);
+        match client.reading(1, b"after", AckMode::Commit) {
+            Err(outpost_firmware::client::ClientError::Broker { code, .. }) => {
+                assert_eq!(code, ErrorCode::NOT_AUTHORIZED, "{change:?}")
+            }
+            other => panic!("{change:?}: expected NOT_AUTHORIZED, got {other:?}"),
+        }
+        assert!(client.ping().is_err(), "{change:?}: the session goes on");
+    }
+    let values = values(&b.consume_json("temperature", 10));
+    assert_eq!(values, ["before", "before"]);
+    b.stop();
+}
+
+#[test]
 fn async_client_over_tokio() {
     let dir = temp_dir();
     let (b, token) = broker_with_device(dir.path());

@@ -107,6 +107,10 @@
 //! `ProduceAlias` is `Produce` on an alias, with keys, timestamps, headers and batches. An
 //! alias the connection does not know is answered `Error` `UNKNOWN_ALIAS` even when no ack
 //! was asked for: the device and the broker disagree, and readings would be lost silently.
+//! Over TCP every failed `Reading` or `ProduceAlias` is answered so (an ACL refusal, a
+//! failed append too), with the request's id, 0 for a fire-and-forget `Reading`; over UDP
+//! nothing is answered unless a reply was asked for. A broker keeps the messages of the
+//! errors it sends devices short (well under 90 bytes): device receive buffers are small.
 //!
 //! `ConfigRequest` asks for the stored config at any time (`ConfigReply`, `None` when there
 //! is none). `Sleep` tells the broker when the device will be back (shown by `outpost devices`;

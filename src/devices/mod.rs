@@ -68,7 +68,8 @@ pub struct Device {
     pub id: Box<str>,
     /// The stored config, decoded.
     pub config: Option<DeviceConfig>,
-    /// The stored config's bytes, sent to devices as they are.
+    /// The stored config's bytes, sent to devices as they are (only when they decode as
+    /// `config`).
     pub config_bytes: Box<[u8]>,
     /// Hash of the device's token.
     pub token_hash: Option<[u8; store::HASH_LEN]>,
@@ -143,6 +144,9 @@ struct Inner {
     status: Mutex<StatusMap>,
     /// Serializes changes so a version computed from the stored one stays right.
     changes: tokio::sync::Mutex<()>,
+    /// Grows with every token change and deletion: open TCP sessions compare it to notice
+    /// that the credentials they were admitted with may be gone.
+    credentials: AtomicU64,
     counters: DeviceCounters,
 }
 
@@ -201,9 +205,12 @@ impl Devices {
             let id = String::from_utf8_lossy(&key).into_owned();
             // A status is a convenience: one that does not decode is dropped, not fatal.
             match store::decode_status(&value) {
-                Ok(s) => {
+                // A row whose device is gone (it cannot be written any more, see
+                // `flush_status`; older files) is left out.
+                Ok(s) if devices.contains_key(id.as_str()) => {
                     status.map.insert(id.into_boxed_str(), s);
                 }
+                Ok(_) => {}
                 Err(_) => {
                     tracing::warn!(device = %id, "stored device status is unreadable; dropped")
                 }
@@ -215,6 +222,7 @@ impl Devices {
                 devices: RwLock::new(devices),
                 status: Mutex::new(status),
                 changes: tokio::sync::Mutex::new(()),
+                credentials: AtomicU64::new(0),
                 counters: DeviceCounters::default(),
             }),
         })
@@ -230,6 +238,18 @@ impl Devices {
         let mut all: Vec<_> = self.read().values().cloned().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
+    }
+
+    /// Grows with every token change and device deletion (see [`Devices::token_hash_of`]).
+    pub fn credentials_generation(&self) -> u64 {
+        self.inner.credentials.load(Ordering::Acquire)
+    }
+
+    /// The token hash `id` is stored with now (`None`: no token, or no such device). A
+    /// session admitted with another one must end: its token was changed or removed, or the
+    /// device deleted.
+    pub fn token_hash_of(&self, id: &str) -> Option<[u8; store::HASH_LEN]> {
+        self.get(id).and_then(|d| d.token_hash)
     }
 
     /// The traffic counters.
@@ -320,14 +340,22 @@ impl Devices {
             token_hash: token.map(|t| store::token_hash(id, t)),
             config: old.map(|d| d.config_bytes.to_vec()).unwrap_or_default(),
         };
-        self.store(id, record).await.map(drop)
+        self.store(id, record).await?;
+        self.inner.credentials.fetch_add(1, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Forgets `id`: its record and its status.
     pub async fn delete(&self, id: &str) -> Result<(), DeviceError> {
         let _serial = self.inner.changes.lock().await;
         if self.get(id).is_none() {
-            return Err(DeviceError::Unknown(id.into()));
+            // Seen but never stored (an anonymous TCP device): forgotten from memory.
+            let mut status = self.status();
+            status.dirty.remove(id);
+            return match status.map.remove(id) {
+                Some(_) => Ok(()),
+                None => Err(DeviceError::Unknown(id.into())),
+            };
         }
         let key = id.as_bytes().to_vec();
         let ops = vec![
@@ -342,6 +370,7 @@ impl Devices {
         ];
         self.inner.log.enqueue_state(ops).await?.wait().await?;
         self.write().remove(id);
+        self.inner.credentials.fetch_add(1, Ordering::AcqRel);
         let mut status = self.status();
         status.map.remove(id);
         status.dirty.remove(id);
@@ -362,12 +391,18 @@ impl Devices {
 
     /// A device said hello (TCP) or sent a datagram (UDP) from `address`.
     pub fn seen(&self, id: &str, transport: Transport, address: SocketAddr, reported: Option<u32>) {
-        let known = self.read().contains_key(id);
+        let devices = self.read();
+        let known = devices.contains_key(id);
         let mut guard = self.status();
         let status = &mut *guard;
-        if !known && !status.map.contains_key(id) && status.map.len() >= MAX_UNREGISTERED {
-            return;
+        if !known && !status.map.contains_key(id) {
+            // Only when a new unregistered id comes: a scan of at most the tracked ones.
+            let unregistered = status.map.keys().filter(|k| !devices.contains_key(*k));
+            if unregistered.count() >= MAX_UNREGISTERED {
+                return;
+            }
         }
+        drop(devices);
         let entry = status.map.entry(id.into()).or_insert_with(|| Status {
             last_seen_ms: 0,
             transport,
@@ -457,11 +492,16 @@ impl Devices {
 
     /// Writes the statuses changed since the last flush (stored devices only).
     pub async fn flush_status(&self) {
+        // Under the change lock: a `delete` between collecting and committing would
+        // otherwise see its status row written back.
+        let _serial = self.inner.changes.lock().await;
         let ops: Vec<StateOp> = {
+            let devices = self.read();
             let mut status = self.status();
             let dirty = std::mem::take(&mut status.dirty);
             dirty
                 .iter()
+                .filter(|id| devices.contains_key(*id))
                 .filter_map(|id| status.map.get(id).map(|s| (id, s)))
                 .map(|(id, s)| StateOp::Put {
                     table: StateTable::DeviceStatus,
@@ -564,11 +604,9 @@ fn device_from_record(id: &str, record: Record) -> Device {
     };
     Device {
         id: id.into(),
-        config_bytes: if config.is_some() {
-            record.config.into_boxed_slice()
-        } else {
-            Box::default()
-        },
+        // Kept even when they do not decode (a newer format): a token change writes them
+        // back as they are; `config_for` serves only a decoded config.
+        config_bytes: record.config.into_boxed_slice(),
         config,
         token_hash: record.token_hash,
         updated_ms: record.updated_ms,

@@ -354,6 +354,11 @@ impl Conn {
     }
 
     async fn handle(&mut self, frame: &Frame<'_>) -> Result<(), &'static str> {
+        if !self.device_credentials_hold() {
+            let msg = "device token changed or removed";
+            send_error(&self.replies, 0, ErrorCode::NOT_AUTHORIZED, msg).await;
+            return Err(msg);
+        }
         self.touch_device();
         match self.session.admit(frame) {
             Gate::Welcome => {

@@ -148,10 +148,11 @@ impl Session {
             DeviceToken::Missing if self.login_required => {
                 return refuse(
                     ErrorCode::NOT_AUTHORIZED,
-                    "this device has no token and the broker requires a login: set one with \
-                     `outpost devices token DEVICE_ID` and give it to the device",
+                    // Short: a device's receive buffer is small; the operator's hint
+                    // (`outpost devices token`) is in the broker's log line.
+                    "device has no token; this broker requires one",
                     true,
-                )
+                );
             }
             DeviceToken::Missing => {}
             DeviceToken::Verified => self.logged_in = true,

@@ -33,7 +33,8 @@ impl<'a, T: Read + Write, const N: usize> Client<'a, T, N> {
 
     /// Says hello (`DeviceHello` with the device id, token and `config_version`, the
     /// version of the config the device holds), waits for the broker's answer, then
-    /// registers again every alias of the table (none on a new client). `local_ms` is the
+    /// registers again every alias of the table (none on a new client; one the broker now
+    /// refuses is dropped from the table). `local_ms` is the
     /// local clock now, for [`broker_time_ms`](Self::broker_time_ms).
     ///
     /// The returned [`Welcome`] carries the broker's clock and largest frame, and the new
@@ -47,8 +48,17 @@ impl<'a, T: Read + Write, const N: usize> Client<'a, T, N> {
         self.exchange(hello)?;
         let mut index = 0;
         while let Some(request) = self.session.reregister(index)? {
-            self.exchange(request)?;
-            index += 1;
+            match self.exchange(request) {
+                Ok(_) => index += 1,
+                // The broker refuses this alias now (its topic is gone, or no longer
+                // allowed): it leaves the table instead of failing every reconnect; its
+                // readings then get `UNKNOWN_ALIAS`, which the caller sees.
+                Err(ClientError::Broker { .. }) => {
+                    let alias = self.session.aliases()[index].alias;
+                    self.session.forget_alias(alias);
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.session.welcome().ok_or(ClientError::NotConnected)
     }

@@ -19,7 +19,7 @@
 //!
 //! The caller provides both buffers. The transmit buffer holds one request (a 4-byte
 //! reading is 15 bytes); the receive buffer one reply ([`REPLY_ROOM`] bytes do), or a
-//! pushed config with its hello reply ([`RX_LEN_FOR_CONFIG`], 1,386 bytes). A pushed config
+//! pushed config with its hello reply ([`RX_LEN_FOR_CONFIG`], 1,450 bytes). A pushed config
 //! is handed out as the bytes in the receive buffer rather than decoded into a
 //! [`DeviceConfig`](crate::DeviceConfig): the bytes are already there and are what the
 //! device writes to flash as they are, while a decoded `DeviceConfig` would be a second

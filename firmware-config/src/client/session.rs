@@ -107,11 +107,13 @@ pub const DEFAULT_ALIASES: usize = 4;
 /// frame (5), option tag (1), config length (2), config: 1,322 bytes.
 pub const HELLO_REPLY_MAX_LEN: usize = 2 + 1 + 3 + 10 + 5 + 1 + 2 + MAX_ENCODED_LEN;
 
-/// Receive-buffer room for one reply other than the hello's: `Done` (at most 7 bytes), `Ack`
-/// (27), `Pong`, `ConfigReply` without a config, and an `Error` whose message is up to 50
-/// bytes. An `Error` with a longer message than fits ends the connection with
-/// `FrameTooLarge` instead of reporting its code.
-pub const REPLY_ROOM: usize = 64;
+/// Receive-buffer room for the hello reply without a config (at most 23 bytes, kept while
+/// the aliases are registered again) and one more reply: `Done` (at most 7 bytes), `Ack`
+/// (27), `Pong`, `ConfigReply` without a config, or an `Error` whose message is up to about
+/// 90 bytes (the broker keeps the messages it sends devices well below that). An `Error`
+/// with a longer message than fits ends the connection with `FrameTooLarge` instead of
+/// reporting its code.
+pub const REPLY_ROOM: usize = 128;
 
 /// A receive buffer this long takes any config the broker pushes in its hello reply, and
 /// keeps it readable while the aliases are registered again after it.

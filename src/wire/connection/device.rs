@@ -44,6 +44,10 @@ pub const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) struct DeviceConn {
     /// The device id.
     pub(super) id: Box<str>,
+    /// The token hash the session was admitted with (`None`: admitted without a token).
+    token_hash: Option<[u8; crate::devices::store::HASH_LEN]>,
+    /// The registry's credentials generation when that was last checked.
+    generation: u64,
     /// When the registry's last-seen time was last moved.
     last_touch: Instant,
 }
@@ -88,7 +92,9 @@ impl Conn {
             send_error(&self.replies, 0, code, message).await;
             return Err(message);
         }
-        self.admit_device(device_id, verdict == DeviceToken::Verified, config_version);
+        let token_hash = device.as_ref().and_then(|d| d.token_hash);
+        let verified = verdict == DeviceToken::Verified;
+        self.admit_device(device_id, verified, config_version, token_hash);
         let counters = self.devices.counters();
         if let Some(config) = device.as_ref().and_then(|d| d.config.as_ref()) {
             self.aliases = AliasTable::from_config(config);
@@ -109,7 +115,15 @@ impl Conn {
 
     /// A device let in: its access rules (the ACL's device when `verified`), the registry's
     /// status, the hello counter.
-    fn admit_device(&mut self, id: &str, verified: bool, held: Option<u32>) {
+    fn admit_device(
+        &mut self,
+        id: &str,
+        verified: bool,
+        held: Option<u32>,
+        token_hash: Option<[u8; crate::devices::store::HASH_LEN]>,
+    ) {
+        // Read before the check below could miss a change made while admitting.
+        let generation = self.devices.credentials_generation();
         let identity = Identity {
             user: self.cert_identity.as_deref().map(Into::into),
             device: verified.then(|| id.into()),
@@ -121,10 +135,28 @@ impl Conn {
         self.devices.seen(id, Transport::Tcp, addr, held);
         self.device = Some(DeviceConn {
             id: id.into(),
+            token_hash: token_hash.filter(|_| verified),
+            generation,
             last_touch: Instant::now(),
         });
         let hellos = &self.devices.counters().hellos;
         hellos.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the credentials this device session was admitted with still hold: after
+    /// `outpost devices token` (changed or cleared) or `outpost devices delete`, a session
+    /// admitted with the old token ends, and one admitted without a token ends when the
+    /// device gets one. One atomic load per frame while nothing changed.
+    pub(super) fn device_credentials_hold(&mut self) -> bool {
+        let Some(d) = self.device.as_mut() else {
+            return true;
+        };
+        let now = self.devices.credentials_generation();
+        if now == d.generation {
+            return true;
+        }
+        d.generation = now;
+        self.devices.token_hash_of(&d.id) == d.token_hash
     }
 
     /// Moves the device's last-seen time, at most once per [`TOUCH_INTERVAL`].
@@ -194,9 +226,8 @@ impl Conn {
     /// `UNKNOWN_ALIAS` (whatever the ack mode or request id) or `NOT_AUTHORIZED` otherwise.
     async fn alias_target(&mut self, id: u32, alias: u16) -> Option<AliasTarget> {
         let Some(target) = self.aliases.get(alias).cloned() else {
-            let msg = format!(
-                "unknown alias {alias}: register it (RegisterAlias) or define it in the device's config"
-            );
+            // Short: a device's receive buffer is small (see the firmware's REPLY_ROOM).
+            let msg = format!("unknown alias {alias}");
             send_error(&self.replies, id, ErrorCode::UNKNOWN_ALIAS, &msg).await;
             return None;
         };
