@@ -518,6 +518,8 @@ impl Server {
         for t in self.bridge_tasks {
             let _ = t.await;
         }
+        // The connections have ended by now: what they last saw of their devices too.
+        self.devices.flush_status().await;
         self.log.shutdown().await;
         if let Some(admin) = self.admin {
             admin.stop().await;
