@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::auth::{cli_as, consume_as_admin, secure_broker};
-use common::{http, temp_dir, Broker};
+use common::{temp_dir, Broker};
 use outpost_firmware::{
     codec, AckMode, DeviceConfig, ErrorCode, Frame, Record, Records, SeqWriter, PROTOCOL_VERSION,
 };
@@ -214,22 +214,7 @@ fn wait_device(
 
 /// The value of `name` with exactly `labels` in a scrape of `/metrics`.
 fn metric(metrics_addr: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let a = http::get(metrics_addr, "/metrics");
-    assert_eq!(a.status, 200, "{}", a.body);
-    let lines = a.body.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("metrics parse");
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && s.labels.len() == labels.len())
-        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .and_then(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no series {name}{labels:?} in:\n{}", a.body))
+    common::metrics::Scrape::of(metrics_addr).value(name, labels)
 }
 
 /// The values of a topic's records in the log, by partition then offset.

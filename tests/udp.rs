@@ -21,6 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::auth::{cli_as, consume_as_admin, secure_broker};
+use common::metrics::Scrape;
 use common::{temp_dir, Broker};
 use outpost_firmware::{codec, AckMode, ErrorCode, Frame, Record, SeqWriter};
 
@@ -226,43 +227,9 @@ fn register_as_admin(broker: &Broker, dir: &Path, id: &str, token: Option<&str>)
     }
 }
 
-/// One parsed scrape of `/metrics`.
-struct Scrape {
-    text: String,
-    samples: Vec<prometheus_parse::Sample>,
-}
-
-impl Scrape {
-    fn of(broker: &Broker) -> Self {
-        let a = common::http::get(&broker.metrics_addr, "/metrics");
-        assert_eq!(a.status, 200, "{}", a.body);
-        let lines = a.body.lines().map(|l| Ok(l.to_owned()));
-        let samples = prometheus_parse::Scrape::parse(lines).unwrap().samples;
-        Self {
-            text: a.body,
-            samples,
-        }
-    }
-
-    /// The value of counter `name` (without `_total`) with exactly `labels`.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let name = format!("{name}_total");
-        self.samples
-            .iter()
-            .filter(|s| s.metric == name && s.labels.len() == labels.len())
-            .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .and_then(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => {
-                    Some(v)
-                }
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("no series {name}{labels:?} in:\n{}", self.text))
-    }
-
-    fn outcome(&self, outcome: &str) -> f64 {
-        self.get("outpost_udp_datagrams", &[("outcome", outcome)])
-    }
+/// The count of UDP datagrams with `outcome` in a scrape.
+fn outcome(m: &Scrape, outcome: &str) -> f64 {
+    m.counter("outpost_udp_datagrams", &[("outcome", outcome)])
 }
 
 fn values(records: &[serde_json::Value]) -> Vec<&str> {
@@ -361,10 +328,10 @@ fn readings_and_batches_land_in_the_log_and_are_acknowledged() {
     assert_eq!(d[0]["address"], local.as_str());
     assert!(d[0]["sleep_until_ms"].as_u64().is_some(), "{d}");
 
-    let m = Scrape::of(&broker);
+    let m = Scrape::of(&broker.metrics_addr);
     // 25 + 1 readings, 3 batches, 1 sleep, the syncs.
     let accepted = 25.0 + 1.0 + 3.0 + 1.0 + f64::from(sensor.syncs());
-    assert_eq!(m.outcome("accepted"), accepted);
+    assert_eq!(outcome(&m, "accepted"), accepted);
     for other in [
         "oversized",
         "malformed",
@@ -373,10 +340,10 @@ fn readings_and_batches_land_in_the_log_and_are_acknowledged() {
         "busy",
         "error",
     ] {
-        assert_eq!(m.outcome(other), 0.0, "{other}");
+        assert_eq!(outcome(&m, other), 0.0, "{other}");
     }
-    assert!(m.get("outpost_udp_received_bytes", &[]) > 0.0);
-    assert!(m.get("outpost_udp_sent_bytes", &[]) > 0.0);
+    assert!(m.counter("outpost_udp_received_bytes", &[]) > 0.0);
+    assert!(m.counter("outpost_udp_sent_bytes", &[]) > 0.0);
     broker.stop();
 }
 
@@ -435,10 +402,10 @@ fn truncated_oversized_and_garbage_datagrams_are_dropped_and_counted() {
         })
         .collect();
     sensor.send_all(garbage);
-    let m = Scrape::of(&broker);
-    assert_eq!(m.outcome("oversized"), 3.0);
-    assert_eq!(m.outcome("malformed"), (n_truncated + 400) as f64);
-    assert_eq!(m.outcome("accepted"), f64::from(sensor.syncs()) + 1.0);
+    let m = Scrape::of(&broker.metrics_addr);
+    assert_eq!(outcome(&m, "oversized"), 3.0);
+    assert_eq!(outcome(&m, "malformed"), (n_truncated + 400) as f64);
+    assert_eq!(outcome(&m, "accepted"), f64::from(sensor.syncs()) + 1.0);
     // Mutated valid datagrams: each byte of an acked reading flipped in turn. Some still
     // parse (a changed value or id); whatever they are, the broker answers at most within
     // the amplification bound and keeps serving.
@@ -526,20 +493,23 @@ fn refused_datagrams_store_nothing_are_counted_and_answered_only_when_asked() {
         "{topics}"
     );
 
-    let m = Scrape::of(&broker);
-    assert_eq!(m.outcome("bad_token"), 4.0);
-    assert_eq!(m.outcome("unknown_device"), 1.0);
-    assert_eq!(m.outcome("unknown_alias"), 4.0);
+    let m = Scrape::of(&broker.metrics_addr);
+    assert_eq!(outcome(&m, "bad_token"), 4.0);
+    assert_eq!(outcome(&m, "unknown_device"), 1.0);
+    assert_eq!(outcome(&m, "unknown_alias"), 4.0);
     // d2 without a token, and the two ACL refusals.
-    assert_eq!(m.outcome("not_authorized"), 3.0);
-    assert_eq!(m.outcome("accepted"), f64::from(sensor.syncs()));
+    assert_eq!(outcome(&m, "not_authorized"), 3.0);
+    assert_eq!(outcome(&m, "accepted"), f64::from(sensor.syncs()));
     assert_eq!(
-        m.get("outpost_device_token_failures", &[("transport", "udp")]),
+        m.counter("outpost_device_token_failures", &[("transport", "udp")]),
         4.0
     );
     // Four wrong tokens and d2.
-    assert_eq!(m.get("outpost_auth_failures", &[]), 5.0);
-    assert_eq!(m.get("outpost_acl_denied", &[("action", "publish")]), 2.0);
+    assert_eq!(m.counter("outpost_auth_failures", &[]), 5.0);
+    assert_eq!(
+        m.counter("outpost_acl_denied", &[("action", "publish")]),
+        2.0
+    );
 
     // Logged once per device, not once per datagram.
     let stderr = broker.stop();

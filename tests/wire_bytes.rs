@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::metrics::Scrape;
 use common::{http, temp_dir, Broker};
 use outpost_firmware::{codec, Frame, PROTOCOL_VERSION};
 
@@ -23,24 +24,13 @@ const N: u64 = 1000;
 const VALUE: [u8; 4] = 22.5f32.to_le_bytes();
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The value of the counter series `name{...="label"...}` in a scrape.
-fn counter(text: &str, name: &str, label: &str) -> u64 {
-    let prefix = format!("{name}{{");
-    text.lines()
-        .filter(|l| l.starts_with(&prefix) && l.contains(&format!("=\"{label}\"")))
-        .chain(
-            text.lines()
-                .filter(|l| label.is_empty() && l.starts_with(&format!("{name} "))),
-        )
-        .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
-/// Bytes received + sent on the listener `label` so far.
-fn traffic(b: &Broker, label: &str) -> u64 {
-    let text = http::get(&b.metrics_addr, "/metrics").body;
-    counter(&text, "outpost_network_received_bytes_total", label)
-        + counter(&text, "outpost_network_sent_bytes_total", label)
+/// Bytes received + sent on the listener `protocol` so far.
+fn traffic(b: &Broker, protocol: &str) -> u64 {
+    let m = Scrape::of(&b.metrics_addr);
+    let labels = [("protocol", protocol)];
+    let bytes = m.counter("outpost_network_received_bytes", &labels)
+        + m.counter("outpost_network_sent_bytes", &labels);
+    bytes as u64
 }
 
 /// Waits until `topic` holds `n` records, from `/metrics` (a CLI call would go through the
@@ -160,8 +150,9 @@ fn binary_udp(b: &Broker, dir: &std::path::Path) -> f64 {
     b.cli_ok(&["devices", "set", "dev42", "--file", file.to_str().unwrap()]);
     let udp = b.listeners.get("udp").expect("a udp listener");
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let text = http::get(&b.metrics_addr, "/metrics").body;
-    let before = counter(&text, "outpost_udp_received_bytes_total", "");
+    let udp_bytes =
+        || Scrape::of(&b.metrics_addr).counter("outpost_udp_received_bytes", &[]) as u64;
+    let before = udp_bytes();
     let mut inner = [0u8; 64];
     let body = codec::encode_body(
         &Frame::Reading {
@@ -186,8 +177,7 @@ fn binary_udp(b: &Broker, dir: &std::path::Path) -> f64 {
     }
     let start = Instant::now();
     loop {
-        let text = http::get(&b.metrics_addr, "/metrics").body;
-        let got = counter(&text, "outpost_udp_received_bytes_total", "") - before;
+        let got = udp_bytes() - before;
         if got >= N * bytes.len() as u64 || start.elapsed() > WAIT {
             return got as f64 / N as f64;
         }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod http;
+pub mod metrics;
 pub mod mqtt;
 pub mod pki;
 pub mod upstream;
