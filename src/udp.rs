@@ -59,7 +59,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_firmware::{codec, AckMode, ErrorCode, Frame, Records};
+use outpost_firmware::{codec, ErrorCode, Frame};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -103,58 +103,9 @@ pub struct Datagram<'a> {
     pub request: Request<'a>,
 }
 
-/// The requests a datagram may carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request<'a> {
-    /// One value for an alias.
-    Reading {
-        /// 0: no reply; otherwise `Done` once committed.
-        request_id: u32,
-        /// The alias.
-        alias: u16,
-        /// The value.
-        value: &'a [u8],
-    },
-    /// Records for an alias (their sequences already validated).
-    ProduceAlias {
-        /// Echoed in the reply.
-        request_id: u32,
-        /// The alias.
-        alias: u16,
-        /// `Commit`: `Ack` once committed; `None`: no reply.
-        ack: AckMode,
-        /// The records.
-        records: Records<'a>,
-    },
-    /// The device sleeps for a while.
-    Sleep {
-        /// 0: no reply; otherwise `Done`.
-        request_id: u32,
-        /// How long, in milliseconds.
-        duration_ms: u32,
-    },
-}
-
-impl Request<'_> {
-    /// The id echoed in a reply.
-    pub fn request_id(&self) -> u32 {
-        match *self {
-            Request::Reading { request_id, .. }
-            | Request::ProduceAlias { request_id, .. }
-            | Request::Sleep { request_id, .. } => request_id,
-        }
-    }
-
-    /// Whether the device asked for a reply (see the module docs).
-    pub fn wants_reply(&self) -> bool {
-        match *self {
-            Request::ProduceAlias { ack, .. } => ack == AckMode::Commit,
-            Request::Reading { request_id, .. } | Request::Sleep { request_id, .. } => {
-                request_id != 0
-            }
-        }
-    }
-}
+/// The requests a datagram may carry: the firmware's own type, so both sides read and
+/// write the same three.
+pub use outpost_firmware::client::udp::UdpRequest as Request;
 
 /// Why a datagram was refused before anything about its sender was looked up. Every case is
 /// counted as `malformed` and answered with nothing.
@@ -189,39 +140,12 @@ pub fn parse(datagram: &[u8]) -> Result<Datagram<'_>, Reject> {
     else {
         return Err(Reject::NotDatagram(outer.name()));
     };
-    let request = match codec::decode_body(body).map_err(Reject::BadBody)? {
-        Frame::Reading {
-            request_id,
-            alias,
-            value,
-        } => Request::Reading {
-            request_id,
-            alias,
-            value,
-        },
-        Frame::ProduceAlias {
-            request_id,
-            alias,
-            ack,
-            records,
-        } => {
-            records.validate_all().map_err(Reject::BadRecords)?;
-            Request::ProduceAlias {
-                request_id,
-                alias,
-                ack,
-                records,
-            }
-        }
-        Frame::Sleep {
-            request_id,
-            duration_ms,
-        } => Request::Sleep {
-            request_id,
-            duration_ms,
-        },
-        other => return Err(Reject::Unsupported(other.name())),
-    };
+    let inner = codec::decode_body(body).map_err(Reject::BadBody)?;
+    let name = inner.name();
+    let request = Request::from_frame(inner).ok_or(Reject::Unsupported(name))?;
+    if let Request::Produce { records, .. } = &request {
+        records.validate_all().map_err(Reject::BadRecords)?;
+    }
     Ok(Datagram {
         device_id,
         token,
@@ -624,7 +548,7 @@ impl Receiver {
                     .map_err(|(code, msg)| Refusal::new(Outcome::Error, code, msg))?;
                 self.append(topic, target, pending, to, Success::Done).await
             }
-            Request::ProduceAlias { alias, records, .. } => {
+            Request::Produce { alias, records, .. } => {
                 let (topic, target) = self.route(&device, verified, *alias)?;
                 let pending = produce::encode_records(&mut self.builder, records)
                     .map_err(|(code, msg)| Refusal::new(Outcome::Error, code, msg))?;
@@ -808,7 +732,7 @@ fn device_identity(id: &str, verified: bool) -> Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outpost_firmware::{Record, SeqWriter};
+    use outpost_firmware::{AckMode, Record, Records, SeqWriter};
 
     /// Encodes a `Datagram` around `inner`.
     fn datagram(device_id: &str, token: &[u8], inner: &Frame<'_>) -> Vec<u8> {

@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(datagram) = parse(data) else {
         return;
     };
-    if let Request::ProduceAlias { records, .. } = &datagram.request {
+    if let Request::Produce { records, .. } = &datagram.request {
         for record in records {
             let record = record.expect("parse validated the records");
             for header in record.headers.iter() {
@@ -51,35 +51,7 @@ fn check_error_bound(data: &[u8]) {
 
 /// Rebuilds the frames of `datagram`, encodes them and parses the result again.
 fn check_round_trip(datagram: &Datagram<'_>, used: usize) {
-    let inner = match datagram.request.clone() {
-        Request::Reading {
-            request_id,
-            alias,
-            value,
-        } => Frame::Reading {
-            request_id,
-            alias,
-            value,
-        },
-        Request::ProduceAlias {
-            request_id,
-            alias,
-            ack,
-            records,
-        } => Frame::ProduceAlias {
-            request_id,
-            alias,
-            ack,
-            records,
-        },
-        Request::Sleep {
-            request_id,
-            duration_ms,
-        } => Frame::Sleep {
-            request_id,
-            duration_ms,
-        },
-    };
+    let inner = datagram.request.frame();
     let mut body = vec![0u8; used];
     let body = codec::encode_body(&inner, &mut body).expect("the body re-encodes in as many bytes");
     let outer = Frame::Datagram {

@@ -44,8 +44,63 @@ pub enum UdpRequest<'x> {
 }
 
 impl<'x> UdpRequest<'x> {
+    /// The request a frame is, for the three frames a datagram may wrap; `None` otherwise.
+    /// (The broker reads datagrams with it; records are not validated here.)
+    pub fn from_frame(frame: Frame<'x>) -> Option<Self> {
+        Some(match frame {
+            Frame::Reading {
+                request_id,
+                alias,
+                value,
+            } => UdpRequest::Reading {
+                request_id,
+                alias,
+                value,
+            },
+            Frame::ProduceAlias {
+                request_id,
+                alias,
+                ack,
+                records,
+            } => UdpRequest::Produce {
+                request_id,
+                alias,
+                ack,
+                records,
+            },
+            Frame::Sleep {
+                request_id,
+                duration_ms,
+            } => UdpRequest::Sleep {
+                request_id,
+                duration_ms,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The id an answer echoes.
+    pub fn request_id(&self) -> u32 {
+        match *self {
+            UdpRequest::Reading { request_id, .. }
+            | UdpRequest::Produce { request_id, .. }
+            | UdpRequest::Sleep { request_id, .. } => request_id,
+        }
+    }
+
+    /// Whether the device asked for an answer: `Commit` for records, a non-zero request id
+    /// otherwise.
+    pub fn wants_reply(&self) -> bool {
+        match *self {
+            UdpRequest::Produce { ack, .. } => ack == AckMode::Commit,
+            UdpRequest::Reading { request_id, .. } | UdpRequest::Sleep { request_id, .. } => {
+                request_id != 0
+            }
+        }
+    }
+
     /// The frame the datagram wraps.
-    fn frame(&self) -> Frame<'x> {
+    pub fn frame(&self) -> Frame<'x> {
         match *self {
             UdpRequest::Reading {
                 request_id,
