@@ -24,8 +24,9 @@
 #                        one CI installs; both work)
 #   MAX_INFLIGHT=20000   the route's window (records per partition beyond the checkpoint)
 #   BATCH_BYTES=1048576  the route's batch_bytes (log reads and produce batches)
-#   REQUESTS=5           the bridge's requests_in_flight
+#   REQUESTS=1           the bridge's requests_in_flight
 #   LINGER_MS=5  RDK_BATCH=1048576   the reference producer's linger.ms and batch.size
+#   REFERENCE=1          0: skip the librdkafka reference (to try bridge settings quickly)
 #   PHASE_TIMEOUT=900    seconds any one phase may take before we give up
 #   PYTHON=.venv/bin/python   with confluent-kafka (scripts/test.sh installs it)
 #   OUTPOST=path         default target/release/outpost (built when missing)
@@ -37,10 +38,11 @@ COMPRESSIONS=${COMPRESSIONS:-"none gzip"}
 TANSU=${TANSU:-tansu}
 MAX_INFLIGHT=${MAX_INFLIGHT:-20000}
 BATCH_BYTES=${BATCH_BYTES:-1048576}
-REQUESTS=${REQUESTS:-5}
+REQUESTS=${REQUESTS:-1}
 LINGER_MS=${LINGER_MS:-5}
 RDK_BATCH=${RDK_BATCH:-1048576}
 PHASE_TIMEOUT=${PHASE_TIMEOUT:-900}
+REFERENCE=${REFERENCE:-1}
 PYTHON=${PYTHON:-$PWD/.venv/bin/python}
 BIN=${OUTPOST:-target/release/outpost}
 if [ -z "${OUTPOST:-}" ] && [ ! -x "$BIN" ]; then cargo build --release --quiet; fi
@@ -162,6 +164,7 @@ EOF
   kill "$EDGE_PID"; wait "$EDGE_PID" 2>/dev/null || true; EDGE_PID=""
   printf '%-12s %-12s %10.2f %12.0f %12s\n' "$compression" outpost "$secs" "$(echo "$RECORDS / $secs" | bc -l)" "$(watermark "$port" edge)"
 
+  if [ "$REFERENCE" = 0 ]; then stop_tansu; continue; fi
   ref=$("$PYTHON" scripts/kafka-reference-producer.py "127.0.0.1:$port" ref "$VALUES" "$compression" "$LINGER_MS" "$RDK_BATCH")
   rsecs=$(echo "$ref" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')
   printf '%-12s %-12s %10.2f %12.0f %12s   %s\n' "$compression" librdkafka "$rsecs" "$(echo "$RECORDS / $rsecs" | bc -l)" "$(watermark "$port" ref)" "$ref"

@@ -811,8 +811,8 @@ max_waiting_verifications = 128
 # name = "dc"
 # upstream = "kafka://kafka1.example:9092,kafka2.example:9092"   # or kafkas:// (TLS, ca_file)
 # sasl_mechanism = "SCRAM-SHA-256"   # or "PLAIN", "SCRAM-SHA-512"; with username, password
-# requests_in_flight = 5             # produce requests per upstream partition; 1 = strict order
-# ack_timeout_secs = 20              # a produce unanswered this long rebuilds the connection
+# requests_in_flight = 1             # produce requests per upstream partition; 1 = strict order
+# ack_timeout_secs = 20              # nothing acknowledged this long -> rebuild the connection
 #
 # [[bridge.route]]
 # topic = "sensors"

@@ -12,8 +12,9 @@ use crate::template::Template;
 pub const DEFAULT_UPSTREAM_TOPIC: &str = "{gateway}/{mqtt_topic}";
 /// Default upstream topic template of a Kafka bridge: the log topic's name.
 pub const DEFAULT_KAFKA_TOPIC: &str = "{topic}";
-/// Default produce requests in flight per upstream Kafka partition.
-pub const DEFAULT_REQUESTS_IN_FLIGHT: u32 = 5;
+/// Default produce requests in flight per upstream Kafka partition: 1 keeps strict order
+/// (rskafka retries each request on its own; see `kafka`).
+pub const DEFAULT_REQUESTS_IN_FLIGHT: u32 = 1;
 /// Default Kafka port (`kafka://host`); `kafkas://host` defaults to 9093.
 pub const DEFAULT_KAFKA_PORT: u16 = 9092;
 /// Default records sent and not yet covered by a durable checkpoint, per partition.
@@ -64,10 +65,10 @@ pub struct BridgeConfig {
     /// with `username` and `password` (use `kafkas://` so the password is not sent in clear).
     #[serde(default)]
     pub sasl_mechanism: Option<String>,
-    /// Kafka only: produce requests in flight per upstream partition. More than 1 lets one
-    /// partition's batches overlap on the wire; after a failed request a later one may already
-    /// have landed, so the re-sent records follow it (order kept except around failures, as
-    /// with a Kafka producer without idempotence). 1 keeps strict order.
+    /// Kafka only: produce requests in flight per upstream partition. 1 (default) keeps
+    /// strict order. More lets one partition's batches overlap on the wire (worth it on a
+    /// long round trip), but a request retried after a connection error can land after a
+    /// later one, as with a Kafka producer without idempotence.
     #[serde(default = "default_requests_in_flight")]
     pub requests_in_flight: u32,
     /// PEM file of the CA certificates that sign the upstream's certificate (`mqtts://`,
@@ -549,7 +550,7 @@ impl BridgeConfig {
                     return Err(self.error(
                         None,
                         "requests_in_flight",
-                        "use 1-64, e.g. 5 (1 keeps strict order even around failures)".to_owned(),
+                        "use 1-64 (1, the default, keeps strict order)".to_owned(),
                     ));
                 }
             }

@@ -6,10 +6,17 @@
 //! and produced with `acks = all`; the offsets in the produce response acknowledge them.
 //!
 //! What rskafka does not do, and this module does:
-//! - Time limits. rskafka 0.6 has no request timeout: a produce to a hung broker never
-//!   returns, and its internal retry of a refused connection backs off for ever. Every call
-//!   runs under our own timeout (`connect_timeout_secs` for bootstrap and leader lookup,
-//!   `ack_timeout_secs` for a produce), and the internal retries get a deadline inside it.
+//! - Time limits. rskafka 0.6 has no request timeout: a produce to a hung or killed broker
+//!   never returns, nor does `build()` against a port that never answers, and its internal
+//!   retry of a refused connection backs off for ever (gaps up to 500 s). Every call runs
+//!   under our own timeout (`connect_timeout_secs` for bootstrap, metadata and leader lookup;
+//!   3 × `ack_timeout_secs` for a produce), and the forwarder's watchdog rebuilds the
+//!   connection when nothing is acknowledged for `ack_timeout_secs`. A produce abandoned at
+//!   its timeout may still land: the re-sent records are then duplicates (origin headers).
+//! - Order. rskafka writes concurrent requests in the order they are first polled, but each
+//!   retries on its own after a connection error, so with more than one request in flight a
+//!   retried batch can land after a later one without any failure reaching us. The default
+//!   `requests_in_flight = 1` keeps strict order per partition.
 //! - Missing topics. A topic that does not exist upstream is looked up again every
 //!   [`MISSING_RETRY`] and reported as the route's `upstream_problem` meanwhile, naming it.
 //! - Too-large batches. A batch the broker refuses as too large is not re-sent as is: the
@@ -51,6 +58,8 @@ const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
 const RECORD_OVERHEAD: usize = 24;
 /// Bytes a header costs besides its name and value.
 const HEADER_OVERHEAD: usize = 4;
+/// A produce request may take this many times `ack_timeout_secs`.
+const REQUEST_TIMEOUT_FACTOR: u64 = 3;
 /// A Kafka topic name's longest length.
 const MAX_TOPIC_LEN: usize = 249;
 
@@ -255,7 +264,13 @@ impl KafkaUpstream {
             tls,
             sasl,
             connect_timeout: Duration::from_secs(u64::from(config.connect_timeout_secs)),
-            request_timeout: Duration::from_secs(u64::from(config.ack_timeout_secs)),
+            // The forwarder's watchdog rebuilds the connection when nothing is acknowledged
+            // for `ack_timeout_secs`; this bound is for one request stuck while others
+            // progress. It is generous because a request also waits behind the others the
+            // broker is serving (a 5 s limit re-sent healthy windows to a busy broker).
+            request_timeout: Duration::from_secs(
+                u64::from(config.ack_timeout_secs).saturating_mul(REQUEST_TIMEOUT_FACTOR),
+            ),
             max_record: config.max_packet_bytes as usize,
             requests_in_flight: config.requests_in_flight.max(1) as usize,
             problems: vec![None; routes.len()],
@@ -267,8 +282,10 @@ impl KafkaUpstream {
         })
     }
 
-    /// rskafka's own retries (refused connections, leader changes) end within our time
-    /// limit, so that an error reaches us instead of a silent wait.
+    /// rskafka retries refused connections and leader changes by itself, for ever unless its
+    /// backoff has a deadline. The deadline keeps those retries short, but they are nested
+    /// (produce → leader → connect → metadata): a 5 s deadline was measured returning after
+    /// 24 s. Only our own timeouts bound a call.
     fn backoff(&self, limit: Duration) -> rskafka::BackoffConfig {
         rskafka::BackoffConfig {
             init_backoff: Duration::from_millis(100),
