@@ -767,8 +767,9 @@ sys_interval_secs = 10
 max_concurrent_verifications = 2
 max_waiting_verifications = 128
 
-# Bridges forward log topics to an upstream MQTT broker, at least once, resuming from a
-# checkpoint in the log file after any outage or restart. None by default. Example:
+# Bridges forward log topics to an upstream MQTT broker or Kafka cluster, at least once,
+# resuming from a checkpoint in the log file after any outage or restart. None by default.
+# Example:
 #
 # [[bridge]]
 # name = "cloud"                     # unique; keys checkpoints and status
@@ -802,6 +803,25 @@ max_waiting_verifications = 128
 # start = "earliest"                 # new route: "earliest", "latest", RFC 3339 time, Unix ms
 # overflow = "drop_oldest"           # or "refuse": retention keeps unforwarded records and
 #                                    # ingest into a full partition is refused (MQTT 5: 0x97)
+#
+# A Kafka upstream: records keep key, value, timestamp and headers, plus the headers
+# outpost-gateway, outpost-topic, outpost-partition, outpost-offset. Create its topics first.
+#
+# [[bridge]]
+# name = "dc"
+# upstream = "kafka://kafka1.example:9092,kafka2.example:9092"   # or kafkas:// (TLS, ca_file)
+# sasl_mechanism = "SCRAM-SHA-256"   # or "PLAIN", "SCRAM-SHA-512"; with username, password
+# requests_in_flight = 5             # produce requests per upstream partition; 1 = strict order
+# ack_timeout_secs = 20              # a produce unanswered this long rebuilds the connection
+#
+# [[bridge.route]]
+# topic = "sensors"
+# upstream_topic = "{topic}"         # {gateway} {topic} {partition}; a legal Kafka topic name
+# partitioning = "same"              # log partition number; "key" (Kafka's murmur2 on the key)
+#                                    # or "origin" (one upstream partition per gateway)
+# compression = "none"               # or "gzip", "snappy"
+# batch_bytes = 65536                # also the largest produce batch per upstream partition
+# linger_ms = 0
 
 [metrics]
 # Prometheus metrics at /metrics (OpenMetrics text), /healthz (200 while the process serves)

@@ -33,7 +33,12 @@ pub fn init_cli() {
 /// A `RUST_LOG` that does not parse is reported (in the chosen format) and ignored. Does
 /// nothing when a subscriber is already installed.
 pub fn init_serve(config: &LoggingConfig) {
-    let from_config = || EnvFilter::builder().parse_lossy(&config.level);
+    let from_config = || {
+        quiet_dependencies(
+            EnvFilter::builder().parse_lossy(&config.level),
+            &config.level,
+        )
+    };
     let (filter, bad_env) = match std::env::var(EnvFilter::DEFAULT_ENV) {
         Ok(env) if !env.trim().is_empty() => match EnvFilter::builder().parse(&env) {
             Ok(filter) => (filter, None),
@@ -56,6 +61,19 @@ pub fn init_serve(config: &LoggingConfig) {
     };
     if let (Ok(()), Some(e)) = (installed, bad_env) {
         tracing::warn!(error = %e, level = config.level, "RUST_LOG is not a valid filter; using [logging] level");
+    }
+}
+
+/// rskafka logs each internal retry and each broker connection at `warn`/`info`; the Kafka
+/// bridge reports the same failures once, with their reason, so rskafka is held to `error`
+/// unless the configured level names it (`"info,rskafka=info"`).
+fn quiet_dependencies(filter: EnvFilter, level: &str) -> EnvFilter {
+    if level.contains("rskafka") {
+        return filter;
+    }
+    match "rskafka=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
     }
 }
 

@@ -7,9 +7,15 @@ use serde::Deserialize;
 
 use crate::template::Template;
 
-/// Default upstream topic template: the gateway id, then the original MQTT topic (or the log
-/// topic for records that did not come from MQTT).
+/// Default upstream topic template of an MQTT bridge: the gateway id, then the original MQTT
+/// topic (or the log topic for records that did not come from MQTT).
 pub const DEFAULT_UPSTREAM_TOPIC: &str = "{gateway}/{mqtt_topic}";
+/// Default upstream topic template of a Kafka bridge: the log topic's name.
+pub const DEFAULT_KAFKA_TOPIC: &str = "{topic}";
+/// Default produce requests in flight per upstream Kafka partition.
+pub const DEFAULT_REQUESTS_IN_FLIGHT: u32 = 5;
+/// Default Kafka port (`kafka://host`); `kafkas://host` defaults to 9093.
+pub const DEFAULT_KAFKA_PORT: u16 = 9092;
 /// Default records sent and not yet covered by a durable checkpoint, per partition.
 pub const DEFAULT_MAX_INFLIGHT: u32 = 1000;
 /// Default bytes read from the log at a time, per partition.
@@ -37,7 +43,9 @@ pub struct BridgeConfig {
     /// Name, unique among bridges: `[A-Za-z0-9_.-]`, used in checkpoints, status and the
     /// default client id.
     pub name: String,
-    /// `mqtt://host:port` or `mqtts://host:port` (port defaults to 1883 / 8883).
+    /// `mqtt://host:port` or `mqtts://host:port` (port defaults to 1883 / 8883), or
+    /// `kafka://host:port[,host:port…]` / `kafkas://…` (bootstrap brokers; port defaults to
+    /// 9092 / 9093).
     pub upstream: String,
     /// MQTT protocol version spoken upstream: `"5"` (default) or `"3.1.1"`.
     #[serde(default = "default_mqtt_version")]
@@ -46,13 +54,24 @@ pub struct BridgeConfig {
     /// upstream keeps the session.
     #[serde(default)]
     pub client_id: Option<String>,
-    /// User name upstream.
+    /// User name upstream (MQTT CONNECT, or Kafka SASL with `sasl_mechanism`).
     #[serde(default)]
     pub username: Option<String>,
     /// Password upstream.
     #[serde(default)]
     pub password: Option<String>,
-    /// PEM file of the CA certificates that sign the upstream's certificate (`mqtts://`).
+    /// Kafka only: the SASL mechanism, `"PLAIN"`, `"SCRAM-SHA-256"` or `"SCRAM-SHA-512"`,
+    /// with `username` and `password` (use `kafkas://` so the password is not sent in clear).
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    /// Kafka only: produce requests in flight per upstream partition. More than 1 lets one
+    /// partition's batches overlap on the wire; after a failed request a later one may already
+    /// have landed, so the re-sent records follow it (order kept except around failures, as
+    /// with a Kafka producer without idempotence). 1 keeps strict order.
+    #[serde(default = "default_requests_in_flight")]
+    pub requests_in_flight: u32,
+    /// PEM file of the CA certificates that sign the upstream's certificate (`mqtts://`,
+    /// `kafkas://`).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// PEM file of our client certificate chain (mutual TLS), with `client_key_file`.
@@ -107,9 +126,18 @@ pub struct RouteConfig {
     /// The log topic forwarded (all its partitions).
     pub topic: String,
     /// Upstream topic template: `{gateway}`, `{topic}`, `{partition}`, `{key}`,
-    /// `{mqtt_topic}` (the original MQTT topic; the log topic when there is none).
-    #[serde(default = "default_upstream_topic")]
-    pub upstream_topic: String,
+    /// `{mqtt_topic}` (the original MQTT topic; the log topic when there is none). Default
+    /// [`DEFAULT_UPSTREAM_TOPIC`] for MQTT, [`DEFAULT_KAFKA_TOPIC`] for Kafka, where only
+    /// `{gateway}`, `{topic}` and `{partition}` may be used (a Kafka topic is created ahead,
+    /// so its name cannot depend on a record) and the result must be a legal Kafka topic name.
+    #[serde(default)]
+    pub upstream_topic: Option<String>,
+    /// Kafka only: which upstream partition a record goes to. See [`Partitioning`].
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    /// Kafka only: compression of the produced batches.
+    #[serde(default)]
+    pub compression: Compression,
     /// QoS upstream: 1 (default; acknowledged, at least once) or 0 (fire and forget: the
     /// checkpoint advances when the packet is written).
     #[serde(default = "default_qos")]
@@ -121,7 +149,8 @@ pub struct RouteConfig {
     /// on duplicates after a crash.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: u32,
-    /// Bytes read from the log at a time per partition.
+    /// Bytes read from the log at a time per partition; for Kafka also the largest produce
+    /// batch per upstream partition (uncompressed record bytes).
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: u32,
     /// Wait this long for more records before sending when less than `batch_bytes` is
@@ -144,6 +173,56 @@ pub struct RouteConfig {
     /// catches up).
     #[serde(default)]
     pub overflow: Overflow,
+}
+
+/// How a Kafka route picks the upstream partition of a record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioning {
+    /// The log partition's number (the upstream topic needs at least as many partitions);
+    /// order per partition is kept end to end.
+    #[default]
+    Same,
+    /// Kafka's default partitioner on the record key (murmur2, positive, modulo the
+    /// partition count), so upstream consumers see Kafka's usual key → partition rule. A
+    /// record without a key goes to its log partition's number modulo the count.
+    Key,
+    /// One upstream partition per gateway: murmur2 of the gateway id modulo the count, so
+    /// everything of one gateway stays in order in one partition.
+    Origin,
+}
+
+/// Compression of Kafka produce batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// None.
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy.
+    Snappy,
+}
+
+/// A Kafka SASL mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// PLAIN (RFC 4616): the password travels as is; use it over TLS only.
+    Plain,
+    /// SCRAM-SHA-256 (RFC 7677).
+    ScramSha256,
+    /// SCRAM-SHA-512.
+    ScramSha512,
+}
+
+/// What kind of upstream a bridge talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// An MQTT broker (`mqtt://`, `mqtts://`).
+    Mqtt,
+    /// A Kafka cluster (`kafka://`, `kafkas://`).
+    Kafka,
 }
 
 /// How the origin travels to a 3.1.1 upstream.
@@ -191,6 +270,15 @@ pub struct UpstreamUrl {
     pub port: u16,
 }
 
+/// A Kafka upstream address, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaUrl {
+    /// TLS (`kafkas://`).
+    pub tls: bool,
+    /// Bootstrap brokers as `host:port` (an IPv6 address in brackets).
+    pub brokers: Vec<String>,
+}
+
 /// A bridge configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("[[bridge]] `{bridge}`{route}: key `{key}`: {problem}")]
@@ -229,8 +317,8 @@ fn default_checkpoint_interval() -> u64 {
 fn default_max_packet() -> u32 {
     DEFAULT_MAX_PACKET_BYTES
 }
-fn default_upstream_topic() -> String {
-    DEFAULT_UPSTREAM_TOPIC.to_owned()
+fn default_requests_in_flight() -> u32 {
+    DEFAULT_REQUESTS_IN_FLIGHT
 }
 fn default_qos() -> u8 {
     1
@@ -252,13 +340,49 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// `[::1]:1883`, `host:1883` or `host` (then `default_port`).
+fn host_port(text: &str, default_port: u16) -> Result<(String, u16), &'static str> {
+    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or("an IPv6 address needs a closing `]`")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| "the port is not a number 1-65535")?,
+            None if after.is_empty() => default_port,
+            None => return Err("unexpected text after the IPv6 address"),
+        };
+        (h.to_owned(), port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_owned(),
+                p.parse().map_err(|_| "the port is not a number 1-65535")?,
+            ),
+            None => (text.to_owned(), default_port),
+        }
+    };
+    if host.is_empty() || host.contains(['/', '@']) || port == 0 {
+        return Err("the host is empty or the port is 0");
+    }
+    Ok((host, port))
+}
+
 impl BridgeConfig {
     /// The MQTT version: `true` for 5, `false` for 3.1.1.
     pub fn is_v5(&self) -> bool {
         self.mqtt_version != "3.1.1"
     }
 
-    /// The parsed upstream address.
+    /// The kind of upstream, from the URL's scheme (MQTT unless it starts with `kafka`).
+    pub fn kind(&self) -> UpstreamKind {
+        if self.upstream.starts_with("kafka://") || self.upstream.starts_with("kafkas://") {
+            UpstreamKind::Kafka
+        } else {
+            UpstreamKind::Mqtt
+        }
+    }
+
+    /// The parsed MQTT upstream address.
     pub fn upstream_url(&self) -> Result<UpstreamUrl, ConfigError> {
         let bad = |problem: &str| self.error(None, "upstream", problem.to_owned());
         let (tls, rest) = if let Some(r) = self.upstream.strip_prefix("mqtts://") {
@@ -267,38 +391,68 @@ impl BridgeConfig {
             (false, r)
         } else {
             return Err(bad(
-                "must start with mqtt:// or mqtts:// (for example \"mqtt://broker.example:1883\")",
+                "must start with mqtt://, mqtts://, kafka:// or kafkas:// (for example \"mqtt://broker.example:1883\")",
             ));
         };
-        let rest = rest.trim_end_matches('/');
-        let default_port = if tls { 8883 } else { 1883 };
-        // `[::1]:1883`, `host:1883` or `host`.
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("an IPv6 address needs a closing `]`"))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p
-                    .parse()
-                    .map_err(|_| bad("the port is not a number 1-65535"))?,
-                None if after.is_empty() => default_port,
-                None => return Err(bad("unexpected text after the IPv6 address")),
-            };
-            (h.to_owned(), port)
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_owned(),
-                    p.parse()
-                        .map_err(|_| bad("the port is not a number 1-65535"))?,
-                ),
-                None => (rest.to_owned(), default_port),
-            }
-        };
-        if host.is_empty() || host.contains('/') || port == 0 {
-            return Err(bad("expected mqtt://host:port"));
-        }
+        let (host, port) = host_port(rest.trim_end_matches('/'), if tls { 8883 } else { 1883 })
+            .map_err(|p| bad(&format!("{p}; expected mqtt://host:port")))?;
         Ok(UpstreamUrl { tls, host, port })
+    }
+
+    /// The parsed Kafka upstream address: `kafka://host:port[,host:port…]`.
+    pub fn kafka_url(&self) -> Result<KafkaUrl, ConfigError> {
+        let bad = |problem: &str| self.error(None, "upstream", problem.to_owned());
+        let (tls, rest) = if let Some(r) = self.upstream.strip_prefix("kafkas://") {
+            (true, r)
+        } else if let Some(r) = self.upstream.strip_prefix("kafka://") {
+            (false, r)
+        } else {
+            return Err(bad("a Kafka upstream starts with kafka:// or kafkas://"));
+        };
+        let default_port = if tls { 9093 } else { DEFAULT_KAFKA_PORT };
+        let brokers = rest
+            .trim_end_matches('/')
+            .split(',')
+            .map(|b| {
+                let (host, port) = host_port(b.trim(), default_port)
+                    .map_err(|p| bad(&format!("{p}; expected kafka://host:port[,host:port...]")))?;
+                Ok(if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        Ok(KafkaUrl { tls, brokers })
+    }
+
+    /// The route's upstream topic template (its own, or the default of this bridge's kind).
+    pub fn upstream_topic<'a>(&self, route: &'a RouteConfig) -> &'a str {
+        match (&route.upstream_topic, self.kind()) {
+            (Some(t), _) => t,
+            (None, UpstreamKind::Mqtt) => DEFAULT_UPSTREAM_TOPIC,
+            (None, UpstreamKind::Kafka) => DEFAULT_KAFKA_TOPIC,
+        }
+    }
+
+    /// The Kafka SASL mechanism and credentials, when configured and offered.
+    pub fn sasl(&self) -> Option<(SaslMechanism, String, String)> {
+        let m = match self
+            .sasl_mechanism
+            .as_deref()?
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "PLAIN" => SaslMechanism::Plain,
+            "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
+            "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+            _ => return None,
+        };
+        Some((
+            m,
+            self.username.clone().unwrap_or_default(),
+            self.password.clone().unwrap_or_default(),
+        ))
     }
 
     /// The client id upstream.
@@ -327,7 +481,11 @@ impl BridgeConfig {
                 "use 1-64 characters of A-Z a-z 0-9 _ - .".to_owned(),
             ));
         }
-        let url = self.upstream_url()?;
+        let kind = self.kind();
+        let tls = match kind {
+            UpstreamKind::Mqtt => self.upstream_url()?.tls,
+            UpstreamKind::Kafka => self.kafka_url()?.tls,
+        };
         if !matches!(self.mqtt_version.as_str(), "5" | "3.1.1") {
             return Err(self.error(None, "mqtt_version", "use \"5\" or \"3.1.1\"".to_owned()));
         }
@@ -338,19 +496,63 @@ impl BridgeConfig {
                 "give both or neither".to_owned(),
             ));
         }
-        if !url.tls && (self.ca_file.is_some() || self.client_cert_file.is_some()) {
+        if !tls && (self.ca_file.is_some() || self.client_cert_file.is_some()) {
             return Err(self.error(
                 None,
                 "ca_file",
-                "certificates need an mqtts:// upstream".to_owned(),
+                "certificates need an mqtts:// or kafkas:// upstream".to_owned(),
             ));
         }
         if self.password.is_some() && self.username.is_none() {
             return Err(self.error(
                 None,
                 "password",
-                "MQTT sends a password only with a user name: set `username`".to_owned(),
+                "a password is sent only with a user name: set `username`".to_owned(),
             ));
+        }
+        match kind {
+            UpstreamKind::Mqtt => {
+                if self.sasl_mechanism.is_some() {
+                    return Err(self.error(
+                        None,
+                        "sasl_mechanism",
+                        "SASL is for kafka:// upstreams; an MQTT upstream takes `username` and `password`".to_owned(),
+                    ));
+                }
+            }
+            UpstreamKind::Kafka => {
+                match (&self.sasl_mechanism, &self.username) {
+                    (Some(m), _) if self.sasl().is_none() => {
+                        return Err(self.error(
+                            None,
+                            "sasl_mechanism",
+                            format!("{m:?} is not offered; use \"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\""),
+                        ))
+                    }
+                    (Some(_), None) => {
+                        return Err(self.error(
+                            None,
+                            "username",
+                            "SASL needs `username` and `password`".to_owned(),
+                        ))
+                    }
+                    (None, Some(_)) => {
+                        return Err(self.error(
+                            None,
+                            "sasl_mechanism",
+                            "a Kafka user name is sent with SASL: set `sasl_mechanism` (\"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\")".to_owned(),
+                        ))
+                    }
+                    _ => {}
+                }
+                if self.requests_in_flight == 0 || self.requests_in_flight > 64 {
+                    return Err(self.error(
+                        None,
+                        "requests_in_flight",
+                        "use 1-64, e.g. 5 (1 keeps strict order even around failures)".to_owned(),
+                    ));
+                }
+            }
         }
         let checks: [(bool, &'static str, &str); 6] = [
             (
@@ -406,7 +608,27 @@ impl BridgeConfig {
             if r.topic.is_empty() {
                 return Err(err("topic", "name the log topic to forward".to_owned()));
             }
-            Template::parse(&r.upstream_topic).map_err(|p| err("upstream_topic", p))?;
+            let template =
+                Template::parse(self.upstream_topic(r)).map_err(|p| err("upstream_topic", p))?;
+            match kind {
+                UpstreamKind::Kafka if template.uses_record_fields() => {
+                    return Err(err(
+                        "upstream_topic",
+                        "a Kafka topic name may use {gateway}, {topic} and {partition} only (Kafka topics are created ahead; {key} and {mqtt_topic} vary per record)".to_owned(),
+                    ));
+                }
+                UpstreamKind::Mqtt
+                    if r.partitioning != Partitioning::Same
+                        || r.compression != Compression::None =>
+                {
+                    return Err(err(
+                        "partitioning / compression",
+                        "these are for kafka:// upstreams; remove them from an MQTT route"
+                            .to_owned(),
+                    ));
+                }
+                _ => {}
+            }
             if r.qos > 1 {
                 return Err(err(
                     "qos",
@@ -518,6 +740,93 @@ mod tests {
         );
         b2.upstream = "tcp://x:1".into();
         assert!(b2.validate().unwrap_err().to_string().contains("mqtt://"));
+    }
+
+    #[test]
+    fn kafka_upstreams() {
+        let b = parse(
+            r#"{"bridge":[{"name":"dc","upstream":"kafka://k1:9092,[::1],k3",
+                "route":[{"topic":"sensors","partitioning":"key","compression":"gzip"}]}]}"#,
+        );
+        b.validate().unwrap();
+        assert_eq!(b.kind(), UpstreamKind::Kafka);
+        assert_eq!(
+            b.kafka_url().unwrap(),
+            KafkaUrl {
+                tls: false,
+                brokers: vec!["k1:9092".into(), "[::1]:9092".into(), "k3:9092".into()]
+            }
+        );
+        assert_eq!(b.upstream_topic(&b.routes[0]), DEFAULT_KAFKA_TOPIC);
+        assert_eq!(b.routes[0].partitioning, Partitioning::Key);
+        assert_eq!(b.routes[0].compression, Compression::Gzip);
+        assert_eq!(b.requests_in_flight, DEFAULT_REQUESTS_IN_FLIGHT);
+        let mut tls = b.clone();
+        tls.upstream = "kafkas://k1".into();
+        assert_eq!(tls.kafka_url().unwrap().brokers, vec!["k1:9093".to_owned()]);
+        // MQTT routes keep their own default template.
+        let m =
+            parse(r#"{"bridge":[{"name":"c","upstream":"mqtt://h:1","route":[{"topic":"t"}]}]}"#);
+        assert_eq!(m.upstream_topic(&m.routes[0]), DEFAULT_UPSTREAM_TOPIC);
+    }
+
+    #[test]
+    fn kafka_settings_that_cannot_work() {
+        let base = r#"{"bridge":[{"name":"dc","upstream":"kafka://k:9092","route":[{"topic":"t"ROUTE}]BRIDGE}]}"#;
+        let cases = [
+            (",\"upstream_topic\":\"{key}\"", "", "upstream_topic"),
+            (
+                ",\"upstream_topic\":\"a-{mqtt_topic}\"",
+                "",
+                "upstream_topic",
+            ),
+            (
+                "",
+                ",\"sasl_mechanism\":\"GSSAPI\",\"username\":\"u\"",
+                "sasl_mechanism",
+            ),
+            ("", ",\"sasl_mechanism\":\"PLAIN\"", "username"),
+            (
+                "",
+                ",\"username\":\"u\",\"password\":\"p\"",
+                "sasl_mechanism",
+            ),
+            ("", ",\"requests_in_flight\":0", "requests_in_flight"),
+            ("", ",\"upstream\":\"kafka://\"", "upstream"),
+            ("", ",\"upstream\":\"kafka://a:1,:2\"", "upstream"),
+        ];
+        for (route, bridge, key) in cases {
+            let text = base.replace("ROUTE", route).replace("BRIDGE", bridge);
+            // A key given twice does not parse: the `upstream` cases replace the URL.
+            let text = if bridge.contains("upstream") {
+                base.replace("ROUTE", route)
+                    .replace("\"upstream\":\"kafka://k:9092\"", &bridge[1..])
+                    .replace("BRIDGE", "")
+            } else {
+                text
+            };
+            let e = parse(&text).validate().unwrap_err();
+            assert_eq!(e.key.split(' ').next().unwrap(), key, "{text}: {e}");
+        }
+        let ok = base.replace("ROUTE", "").replace(
+            "BRIDGE",
+            ",\"sasl_mechanism\":\"scram-sha-512\",\"username\":\"u\",\"password\":\"p\"",
+        );
+        let b = parse(&ok);
+        b.validate().unwrap();
+        assert_eq!(
+            b.sasl(),
+            Some((SaslMechanism::ScramSha512, "u".to_owned(), "p".to_owned()))
+        );
+        // Kafka-only route keys on an MQTT route.
+        let m = parse(
+            r#"{"bridge":[{"name":"c","upstream":"mqtt://h:1","route":[{"topic":"t","compression":"gzip"}]}]}"#,
+        );
+        assert!(m.validate().unwrap_err().key.starts_with("partitioning"));
+        let m = parse(
+            r#"{"bridge":[{"name":"c","upstream":"mqtt://h:1","sasl_mechanism":"PLAIN","route":[{"topic":"t"}]}]}"#,
+        );
+        assert_eq!(m.validate().unwrap_err().key, "sasl_mechanism");
     }
 
     #[test]

@@ -33,7 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{BridgeConfig, Overflow, StartAt};
+use crate::config::{BridgeConfig, Overflow, StartAt, UpstreamKind};
+use crate::kafka::KafkaUpstream;
 use crate::mqtt::{MqttUpstream, SetupError};
 use crate::pace::{Backoff, Bucket, LogGate, REPEAT_LOG_INTERVAL};
 use crate::source::{Checkpoint, CheckpointStore, LogSource, SourceRecord, ALL_PARTITIONS};
@@ -63,9 +64,12 @@ const COMMIT_RETRY: Duration = Duration::from_secs(1);
 /// Why a bridge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The upstream could not be set up (TLS files).
+    /// The MQTT upstream could not be set up (TLS files).
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// The Kafka upstream could not be set up (TLS files, topic names).
+    #[error(transparent)]
+    KafkaSetup(#[from] crate::kafka::SetupError),
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -100,16 +104,26 @@ where
         .sum::<usize>()
         // Routes to several partitions share the connection; a generous bound.
         .saturating_mul(4);
-    let upstream = MqttUpstream::new(&config, source.gateway_id(), window)?;
     let stored = source
         .load_checkpoints(&config.name)
         .map_err(|e| StartError::Checkpoints {
             bridge: config.name.clone(),
             problem: e.to_string(),
         })?;
-    let mut f = Forwarder::new(source, config, upstream, board, stored);
-    f.refresh_topics().await;
-    Ok(tokio::spawn(f.run(stop)))
+    match config.kind() {
+        UpstreamKind::Mqtt => {
+            let upstream = MqttUpstream::new(&config, source.gateway_id(), window)?;
+            let mut f = Forwarder::new(source, config, upstream, board, stored);
+            f.refresh_topics().await;
+            Ok(tokio::spawn(f.run(stop)))
+        }
+        UpstreamKind::Kafka => {
+            let upstream = KafkaUpstream::new(&config, source.gateway_id())?;
+            let mut f = Forwarder::new(source, config, upstream, board, stored);
+            f.refresh_topics().await;
+            Ok(tokio::spawn(f.run(stop)))
+        }
+    }
 }
 
 struct RouteState {
@@ -131,6 +145,8 @@ struct RouteState {
     messages: Option<Bucket>,
     bytes: Option<Bucket>,
     upstream_topic: String,
+    /// What keeps the upstream from taking this route's records (its topic is missing there).
+    upstream_problem: Option<String>,
 }
 
 impl RouteState {
@@ -234,7 +250,8 @@ where
                 all_held: false,
                 messages: Bucket::new(u64::from(r.rate_messages), now),
                 bytes: Bucket::new(r.rate_bytes, now),
-                upstream_topic: r.upstream_topic.clone(),
+                upstream_topic: config.upstream_topic(r).to_owned(),
+                upstream_problem: None,
             })
             .collect();
         let gateway = source.gateway_id().to_owned();
@@ -410,10 +427,17 @@ where
                 };
                 self.publish_status();
             }
-            UpstreamEvent::Acked { slot, offsets } => {
+            UpstreamEvent::Acked {
+                slot,
+                offsets,
+                position,
+            } => {
                 if let Some(s) = self.slots.get_mut(slot as usize) {
                     for o in offsets {
                         s.mark(o, Entry::Acked);
+                    }
+                    if position.is_some() {
+                        s.upstream_position = position;
                     }
                 }
                 if let Conn::Up {
@@ -451,6 +475,29 @@ where
                 }
             }
             UpstreamEvent::Failed { reason } => self.fail(reason, now),
+            // The next pass of the loop sends what was not ready.
+            UpstreamEvent::Ready => {}
+            UpstreamEvent::RouteProblem { route, problem } => {
+                if let Some(r) = self.routes.get_mut(route) {
+                    if r.upstream_problem != problem {
+                        if let Some(p) = &problem {
+                            tracing::warn!(
+                                bridge = self.config.name,
+                                route = r.name,
+                                problem = p,
+                                "bridge route cannot forward"
+                            );
+                        } else {
+                            tracing::info!(
+                                bridge = self.config.name,
+                                route = r.name,
+                                "bridge route forwards again"
+                            );
+                        }
+                        r.upstream_problem = problem;
+                    }
+                }
+            }
         }
     }
 
@@ -952,6 +999,7 @@ where
                 topic: r.topic.clone(),
                 upstream_topic: r.upstream_topic.clone(),
                 waiting: r.waiting.clone(),
+                upstream_problem: r.upstream_problem.clone(),
                 partitions: r
                     .slots
                     .iter()
@@ -982,6 +1030,8 @@ where
                             forwarded: s.forwarded,
                             dropped: s.dropped,
                             last_loss: s.last_loss,
+                            upstream_partition: s.upstream_position.map(|p| p.partition),
+                            upstream_offset: s.upstream_position.map(|p| p.offset),
                         }
                     })
                     .collect(),

@@ -5,13 +5,14 @@
 //! upstream connection carrying routes (log topic → upstream topic template). Per route and
 //! partition the forwarder reads from the checkpoint, sends a window of records, and advances
 //! and commits the checkpoint only over the contiguous prefix the upstream acknowledged. See
-//! `forwarder` for the rules, and [`Upstream`] for what an upstream (MQTT now, Kafka next)
-//! provides.
+//! `forwarder` for the rules, and [`Upstream`] for what an upstream provides: MQTT 3.1.1/5
+//! (`mqtt`, on rumqttc) or Kafka (`kafka`, on rskafka).
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod forwarder;
+pub mod kafka;
 pub mod mqtt;
 pub mod pace;
 mod source;
@@ -27,4 +28,4 @@ pub use source::{
     ALL_PARTITIONS,
 };
 pub use status::{BridgeStatus, PartitionStatus, RouteStatus, StatusBoard};
-pub use upstream::{MsgId, OutRecord, SendError, Upstream, UpstreamEvent};
+pub use upstream::{MsgId, OutRecord, SendError, Upstream, UpstreamEvent, UpstreamPosition};

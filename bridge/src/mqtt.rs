@@ -137,7 +137,7 @@ impl MqttUpstream {
             .iter()
             .map(|r: &RouteConfig| {
                 Ok(Route {
-                    template: Template::parse(&r.upstream_topic).map_err(err)?,
+                    template: Template::parse(config.upstream_topic(r)).map_err(err)?,
                     qos: r.qos,
                     retain: r.retain,
                 })
@@ -363,6 +363,7 @@ impl MqttUpstream {
                     return Some(UpstreamEvent::Acked {
                         slot: id.slot,
                         offsets: id.offset..id.offset + 1,
+                        position: None,
                     });
                 }
                 conn.inflight.insert(pkid, id);
@@ -374,6 +375,7 @@ impl MqttUpstream {
                     None => UpstreamEvent::Acked {
                         slot: id.slot,
                         offsets: id.offset..id.offset + 1,
+                        position: None,
                     },
                     Some((reason, permanent)) => UpstreamEvent::Rejected {
                         id,

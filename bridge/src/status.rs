@@ -42,6 +42,10 @@ pub struct RouteStatus {
     pub upstream_topic: String,
     /// Why the route is not forwarding (for example its topic does not exist yet).
     pub waiting: Option<String>,
+    /// What keeps the upstream from taking the route's records (for example its Kafka topic
+    /// does not exist), naming the upstream topic.
+    #[serde(default)]
+    pub upstream_problem: Option<String>,
     /// The partitions.
     pub partitions: Vec<PartitionStatus>,
 }
@@ -71,6 +75,12 @@ pub struct PartitionStatus {
     pub dropped: u64,
     /// The last range of offsets lost, `[start, end)`.
     pub last_loss: Option<(u64, u64)>,
+    /// The upstream partition of the last acknowledged record (Kafka).
+    #[serde(default)]
+    pub upstream_partition: Option<u32>,
+    /// The upstream offset of the last acknowledged record (Kafka).
+    #[serde(default)]
+    pub upstream_offset: Option<u64>,
 }
 
 /// The status of every bridge, shared between the forwarders and whoever reports it.

@@ -86,6 +86,14 @@ impl Template {
         Ok(Self { parts })
     }
 
+    /// Whether the rendered name depends on the record (`{key}`, `{mqtt_topic}`), not only on
+    /// the gateway, the log topic and the partition.
+    pub fn uses_record_fields(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Var(Var::Key | Var::MqttTopic)))
+    }
+
     /// Renders the topic into `out` (cleared first). Values that come from records are made
     /// valid topic-name text: not UTF-8 is replaced lossily, and `+`, `#` and NUL become `_`.
     /// A missing key renders as `_`.

@@ -1,4 +1,5 @@
-//! [`Upstream`]: what the forwarder needs from an upstream sink (MQTT now, Kafka next).
+//! [`Upstream`]: what the forwarder needs from an upstream sink (MQTT in `mqtt`, Kafka in
+//! `kafka`).
 //!
 //! The forwarder owns checkpoints, windows and retries; an upstream only moves records and
 //! reports what happened to them. It is event-driven so that both shapes fit: MQTT
@@ -15,6 +16,15 @@ pub struct MsgId {
     /// The forwarder's slot (one per route and partition).
     pub slot: u32,
     /// The record's offset in its partition.
+    pub offset: u64,
+}
+
+/// A position in an upstream that has offsets (Kafka): partition and offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamPosition {
+    /// The upstream partition.
+    pub partition: u32,
+    /// The offset there.
     pub offset: u64,
 }
 
@@ -46,6 +56,19 @@ pub enum UpstreamEvent {
         slot: u32,
         /// The acknowledged offsets.
         offsets: core::ops::Range<u64>,
+        /// Where the last of them landed upstream, when the upstream has positions (Kafka).
+        position: Option<UpstreamPosition>,
+    },
+    /// Something `send` refused with [`SendError::NotReady`] may be accepted now (a lookup
+    /// finished); the forwarder tries again.
+    Ready,
+    /// A route cannot send for a reason of the upstream's (its topic is missing there, or
+    /// has too few partitions), or (`None`) no longer has one. Shown in the route's status.
+    RouteProblem {
+        /// Index of the route in the bridge's configuration.
+        route: usize,
+        /// What is wrong, naming the upstream topic; `None` when it is resolved.
+        problem: Option<String>,
     },
     /// The upstream refused a record (an MQTT 5 PUBACK reason ≥ 0x80): it is not delivered.
     Rejected {

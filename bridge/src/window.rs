@@ -45,6 +45,8 @@ pub(crate) struct Slot {
     pub(crate) broken: bool,
     /// Its topic was deleted; when it comes back the slot starts again at 0.
     pub(crate) gone: bool,
+    /// Where its last acknowledged record landed upstream (Kafka).
+    pub(crate) upstream_position: Option<crate::upstream::UpstreamPosition>,
 }
 
 impl Slot {
@@ -70,6 +72,7 @@ impl Slot {
             last_error: None,
             broken: false,
             gone: false,
+            upstream_position: None,
         }
     }
 

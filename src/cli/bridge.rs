@@ -81,7 +81,7 @@ fn when(ms: u64, now_ms: u64) -> String {
 }
 
 /// The table's header; `LEFT` of its columns hold text (left-aligned), the rest numbers.
-const HEADER: [&str; 12] = [
+const HEADER: [&str; COLUMNS] = [
     "route",
     "topic",
     "partition",
@@ -94,9 +94,12 @@ const HEADER: [&str; 12] = [
     "forwarded",
     "dropped",
     "last loss",
+    "upstream at",
 ];
-/// The text columns: route, topic, last loss.
-const LEFT: [usize; 3] = [0, 1, 11];
+/// Columns of the table.
+const COLUMNS: usize = 13;
+/// The text columns: route, topic, last loss, upstream position.
+const LEFT: [usize; 4] = [0, 1, 11, 12];
 /// Indent of the table and the waiting lines under their bridge.
 const INDENT: &str = "  ";
 
@@ -118,14 +121,23 @@ fn routes(routes: &[RouteStatus]) -> String {
         if let Some(why) = &r.waiting {
             out.push_str(&format!("{INDENT}route {} waiting: {why}\n", r.name));
         }
+        if let Some(why) = &r.upstream_problem {
+            out.push_str(&format!("{INDENT}route {} upstream: {why}\n", r.name));
+        }
     }
     out
 }
 
-fn partition_row(r: &RouteStatus, p: &PartitionStatus) -> [String; 12] {
+/// A partition's row; `upstream at` is `partition@offset` of the last acknowledged record
+/// upstream (Kafka), `-` when the upstream has no offsets (MQTT) or nothing is acknowledged.
+fn partition_row(r: &RouteStatus, p: &PartitionStatus) -> [String; COLUMNS] {
     let loss = p
         .last_loss
         .map_or("-".to_owned(), |(a, b)| format!("{a}..{b}"));
+    let upstream = match (p.upstream_partition, p.upstream_offset) {
+        (Some(up), Some(o)) => format!("{up}@{o}"),
+        _ => "-".to_owned(),
+    };
     [
         r.name.clone(),
         r.topic.clone(),
@@ -139,19 +151,20 @@ fn partition_row(r: &RouteStatus, p: &PartitionStatus) -> [String; 12] {
         p.forwarded.to_string(),
         p.dropped.to_string(),
         loss,
+        upstream,
     ]
 }
 
-fn empty_row(r: &RouteStatus) -> [String; 12] {
-    let mut row = [(); 12].map(|()| "-".to_owned());
+fn empty_row(r: &RouteStatus) -> [String; COLUMNS] {
+    let mut row = [(); COLUMNS].map(|()| "-".to_owned());
     row[0] = r.name.clone();
     row[1] = r.topic.clone();
     row
 }
 
 /// Aligns `rows` in columns two spaces apart, each line indented.
-fn table(rows: &[[String; 12]]) -> String {
-    let mut widths = [0usize; 12];
+fn table(rows: &[[String; COLUMNS]]) -> String {
+    let mut widths = [0usize; COLUMNS];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -198,6 +211,8 @@ mod tests {
             forwarded: acked,
             dropped: last_loss.map_or(0, |(a, b)| b - a),
             last_loss,
+            upstream_partition: None,
+            upstream_offset: None,
         }
     }
 
@@ -219,6 +234,7 @@ mod tests {
                     topic: "sensors".into(),
                     upstream_topic: "site/{partition}".into(),
                     waiting: None,
+                    upstream_problem: None,
                     partitions: vec![
                         partition(0, 1200, None),
                         partition(1, 1000, Some((10, 250))),
@@ -229,6 +245,7 @@ mod tests {
                     topic: "alarms".into(),
                     upstream_topic: "site/alarms".into(),
                     waiting: Some("topic `alarms` does not exist yet".into()),
+                    upstream_problem: None,
                     partitions: vec![],
                 },
             ],
@@ -250,10 +267,10 @@ mod tests {
     fn renders_bridges_routes_and_partitions() {
         let expected = "\
 bridge cloud -> mqtts://broker.example:8883 (client id gw-7): connected since 2023-11-14T22:08:18Z (5m 2s ago); attempts 3, connects 1; last error: connection refused (at 2023-11-14T22:08:10Z (5m 10s ago))
-  route     topic    partition  checkpoint  acked  log end  lag (records)  lag (s)  inflight  forwarded  dropped  last loss
-  readings  sensors          0        1200   1200     1500            300      2.3         4       1200        0  -
-  readings  sensors          1        1000   1000     1500            500      2.3         4       1000      240  10..250
-  alarms    alarms           -           -      -        -              -        -         -          -        -  -
+  route     topic    partition  checkpoint  acked  log end  lag (records)  lag (s)  inflight  forwarded  dropped  last loss  upstream at
+  readings  sensors          0        1200   1200     1500            300      2.3         4       1200        0  -          -
+  readings  sensors          1        1000   1000     1500            500      2.3         4       1000      240  10..250    -
+  alarms    alarms           -           -      -        -              -        -         -          -        -  -          -
   route alarms waiting: topic `alarms` does not exist yet
 
 bridge backup -> mqtt://10.0.0.2:1883 (client id gw-7b): disconnected, next attempt in 3s; attempts 9, connects 0; last error: -
