@@ -18,6 +18,7 @@
 //!   without headers and ~2,100/s with 4 headers on the 2-core CI machine; a fetch costs time
 //!   in proportion to the records after its start offset. Size volume tests for that.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
 use std::path::{Path, PathBuf};
@@ -198,14 +199,31 @@ fn run(mut cmd: Command, input: Option<Vec<u8>>, timeout: Duration) -> (bool, St
 pub struct Tansu {
     dir: tempfile::TempDir,
     port: u16,
+    advertised_port: u16,
     child: Option<Child>,
     paused: bool,
+}
+
+/// How a [`Tansu`] is started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TansuOpts {
+    /// Listen on this port of 127.0.0.1 (`None`: a free one).
+    pub port: Option<u16>,
+    /// Advertise this port of 127.0.0.1 in metadata (`None`: its own). Kafka clients connect
+    /// to the advertised address after bootstrap, so a [`Proxy`](super::upstream::Proxy) in
+    /// front of tansu must be advertised for all traffic to pass it.
+    pub advertised_port: Option<u16>,
 }
 
 impl Tansu {
     /// Starts tansu on a free port, waits until it accepts TCP connections, and adds the
     /// header index to its database (see the module docs).
     pub fn start() -> Tansu {
+        Self::start_with(TansuOpts::default())
+    }
+
+    /// Like [`start`](Self::start), with options.
+    pub fn start_with(opts: TansuOpts) -> Tansu {
         tansu_bin();
         let dir = tempfile::Builder::new()
             .prefix("outpost-tansu-")
@@ -215,18 +233,25 @@ impl Tansu {
         let mut t = Tansu {
             dir,
             port: 0,
+            advertised_port: 0,
             child: None,
             paused: false,
         };
-        for attempt in 1..=PORT_ATTEMPTS {
-            t.port = free_port();
+        let attempts = if opts.port.is_some() {
+            1
+        } else {
+            PORT_ATTEMPTS
+        };
+        for attempt in 1..=attempts {
+            t.port = opts.port.unwrap_or_else(free_port);
+            t.advertised_port = opts.advertised_port.unwrap_or(t.port);
             t.spawn();
             match t.try_wait_listening() {
                 Ok(()) => {
                     t.add_header_index();
                     return t;
                 }
-                Err(e) if attempt < PORT_ATTEMPTS && e.contains("in use") => t.kill9(),
+                Err(e) if attempt < attempts && e.contains("in use") => t.kill9(),
                 Err(e) => panic!("{e}"),
             }
         }
@@ -236,6 +261,11 @@ impl Tansu {
     /// Its port on 127.0.0.1 (the same across restarts).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port it advertises in metadata (its own unless [`TansuOpts::advertised_port`]).
+    pub fn advertised_port(&self) -> u16 {
+        self.advertised_port
     }
 
     /// `127.0.0.1:PORT`, as Kafka clients take it (`bootstrap.servers`).
@@ -385,11 +415,12 @@ impl Tansu {
             .open(self.log_path())
             .expect("open tansu.log");
         let url = format!("tcp://{}", self.bootstrap());
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
         let mut cmd = self.cli();
         cmd.arg("broker")
             .args(["--cluster-id", CLUSTER_ID])
             .args(["--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", &format!("sqlite://{DB_FILE}")])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone file"))
@@ -427,11 +458,47 @@ impl Tansu {
     /// Adds an index on the header table's record key (tansu's schema has none; see the module
     /// docs). tansu has created its schema by the time it listens.
     fn add_header_index(&self) {
+        self.db_tool(&["index"]);
+    }
+
+    /// How many records of `topic` tansu stored per compression codec of the batch they came
+    /// in (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd), read from its database: a Kafka consumer
+    /// cannot see the codec of a batch.
+    pub fn stored_codecs(&self, topic: &str) -> BTreeMap<u8, u64> {
+        let out = self.db_tool(&["codecs", topic]);
+        let v: serde_json::Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("tansu_db.py codecs printed {out:?}: {e}"));
+        v.as_object()
+            .expect("an object")
+            .iter()
+            .map(|(k, n)| (k.parse().expect("codec id"), n.as_u64().expect("count")))
+            .collect()
+    }
+
+    /// Every record of `topic` as tansu stored it, by partition and offset, read from its
+    /// database. tansu 0.6.0 stores snappy batches but fails every fetch of them (it closes
+    /// the connection: `UnexpectedType("Snappy")`), so no Kafka consumer can read them back.
+    pub fn stored_records(&self, topic: &str) -> Vec<KafkaRecord> {
+        let out = self.db_tool(&["records", topic]);
+        out.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("tansu_db.py records printed {l:?}: {e}"));
+                KafkaRecord::from_json(&v)
+            })
+            .collect()
+    }
+
+    /// Runs `tests/python/tansu_db.py COMMAND DB [ARGS]`; returns its stdout.
+    fn db_tool(&self, args: &[&str]) -> String {
         let mut cmd = Command::new(python());
-        cmd.arg(script("tansu_header_index.py"))
-            .arg(self.dir().join(DB_FILE));
+        cmd.arg(script("tansu_db.py"))
+            .arg(args[0])
+            .arg(self.dir().join(DB_FILE))
+            .args(&args[1..]);
         let (ok, out, err) = run(cmd, None, COMMAND_TIMEOUT);
-        assert!(ok, "tansu_header_index.py failed: {out}{err}");
+        assert!(ok, "tansu_db.py {args:?} failed: {out}{err}");
+        out
     }
 }
 
