@@ -54,11 +54,12 @@ const BASE_TS_MS: u64 = 1_700_000_000_000;
 /// `ack_timeout_secs`; `extra` adds keys to it.
 ///
 /// The time limit runs from when a request is handed to rskafka, so it includes the wait
-/// behind every other request in flight on the connection to the broker (tansu answers them
-/// one after the other, ~2,000 records/s): with several partitions at `max_inflight = 1000`
-/// that wait can pass 5 s on a healthy tansu, and a time-out rebuilds the connection and
-/// re-sends every window (measured: 1,987 records in Kafka for 1,000 stored, with 5 s and 12
-/// partitions). Tests that are not about a hung broker give it [`ACK_TIMEOUT`].
+/// behind every other request in flight to the broker (tansu stores them one after the
+/// other, ~2,000 records/s with the bridge's headers): with several partitions at
+/// `max_inflight = 1000` that wait can pass 5 s on a healthy tansu, and a time-out rebuilds
+/// the connection and re-sends every window (measured: 1,987 records in Kafka for 1,000
+/// stored, with 5 s and 12 partitions). Tests that are not about a hung broker give it
+/// [`ACK_TIMEOUT`].
 fn bridge_block(upstream: &str, ack_timeout_secs: u64, extra: &str) -> String {
     format!(
         r#"
