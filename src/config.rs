@@ -269,8 +269,9 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingConfig {
-    /// A level (`off`, `error`, `warn`, `info`, `debug`, `trace`) or a filter in `RUST_LOG`
-    /// syntax (`info,outpost::bridge=debug`). `RUST_LOG`, when set, overrides it.
+    /// A level (`off`, `error`, `warn`, `info`, `debug`, `trace`) or `target=level` directives
+    /// as in `RUST_LOG` (`info,outpost::bridge=debug`; no span or field filters). `RUST_LOG`,
+    /// when set, overrides it.
     pub level: String,
     /// Line format.
     pub format: LogFormat,
@@ -297,7 +298,7 @@ impl Default for LoggingConfig {
 
 impl LoggingConfig {
     /// Checks `level`: each comma-separated part is a level name or a `target=level`
-    /// directive that `tracing`'s filter parses. (A bare word would silently become a target
+    /// directive that [`crate::logging::parse_filter`] parses. (A bare word would silently become a target
     /// name with every level on, so a misspelt level is refused here instead.)
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = ConfigError::Invalid {
@@ -311,9 +312,7 @@ impl LoggingConfig {
                 let part = part.trim();
                 part.contains('=') || LOGGING_LEVELS.contains(&part.to_ascii_lowercase().as_str())
             });
-        let parses = tracing_subscriber::EnvFilter::builder()
-            .parse(level)
-            .is_ok();
+        let parses = crate::logging::parse_filter(level).is_ok();
         if parts_ok && parses {
             Ok(())
         } else {
@@ -592,8 +591,9 @@ gateway_id = ""
 [logging]
 # Diagnostics of `outpost serve`, written to stderr (under systemd: the journal). Not to be
 # confused with [log], the message store below.
-# A level ("error", "warn", "info", "debug", "trace" or "off") or a filter in RUST_LOG syntax
-# such as "info,outpost::bridge=debug". The RUST_LOG environment variable, when set, wins.
+# A level ("error", "warn", "info", "debug", "trace" or "off") or target=level directives as
+# in RUST_LOG, such as "info,outpost::bridge=debug" (no span or field filters). The RUST_LOG
+# environment variable, when set, wins.
 # Nothing is logged per message at "info": events that a client can repeat per message or
 # per connection are logged at most once every 10 s, with the number held back.
 level = "info"

@@ -1,9 +1,7 @@
 //! The `outpost` binary: parses the command line and runs it (see `outpost::cli`).
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = outpost::cli::Cli::parse();
+    let cli = outpost::cli::parse();
     // `serve` sets up its logging from its configuration file, once it has read it.
     if !matches!(cli.command, outpost::cli::Command::Serve(_)) {
         outpost::logging::init_cli();

@@ -110,18 +110,66 @@ where
             bridge: config.name.clone(),
             problem: e.to_string(),
         })?;
-    match config.kind() {
+    // One forwarder type for both kinds of upstream: its code is generated once.
+    let upstream = match config.kind() {
         UpstreamKind::Mqtt => {
-            let upstream = MqttUpstream::new(&config, source.gateway_id(), window)?;
-            let mut f = Forwarder::new(source, config, upstream, board, stored);
-            f.refresh_topics().await;
-            Ok(tokio::spawn(f.run(stop)))
+            AnyUpstream::Mqtt(MqttUpstream::new(&config, source.gateway_id(), window)?)
         }
         UpstreamKind::Kafka => {
-            let upstream = KafkaUpstream::new(&config, source.gateway_id())?;
-            let mut f = Forwarder::new(source, config, upstream, board, stored);
-            f.refresh_topics().await;
-            Ok(tokio::spawn(f.run(stop)))
+            AnyUpstream::Kafka(KafkaUpstream::new(&config, source.gateway_id())?)
+        }
+    };
+    let mut f = Forwarder::new(source, config, upstream, board, stored);
+    f.refresh_topics().await;
+    Ok(tokio::spawn(f.run(stop)))
+}
+
+/// The upstream of a bridge, MQTT or Kafka, behind one type.
+enum AnyUpstream {
+    Mqtt(MqttUpstream),
+    Kafka(KafkaUpstream),
+}
+
+impl Upstream for AnyUpstream {
+    fn connect(&mut self) {
+        match self {
+            Self::Mqtt(u) => u.connect(),
+            Self::Kafka(u) => u.connect(),
+        }
+    }
+
+    fn send(&mut self, id: MsgId, record: &OutRecord<'_>) -> Result<usize, SendError> {
+        match self {
+            Self::Mqtt(u) => u.send(id, record),
+            Self::Kafka(u) => u.send(id, record),
+        }
+    }
+
+    fn flush(&mut self) {
+        match self {
+            Self::Mqtt(u) => u.flush(),
+            Self::Kafka(u) => u.flush(),
+        }
+    }
+
+    async fn next_event(&mut self) -> UpstreamEvent {
+        match self {
+            Self::Mqtt(u) => u.next_event().await,
+            Self::Kafka(u) => u.next_event().await,
+        }
+    }
+
+    fn try_next_event(&mut self) -> Option<UpstreamEvent> {
+        match self {
+            Self::Mqtt(u) => u.try_next_event(),
+            Self::Kafka(u) => u.try_next_event(),
+        }
+    }
+
+    fn disconnect(&mut self) {
+        match self {
+            Self::Mqtt(u) => u.disconnect(),
+            Self::Kafka(u) => u.disconnect(),
         }
     }
 }

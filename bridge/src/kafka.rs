@@ -435,6 +435,9 @@ impl KafkaUpstream {
                     true
                 }
                 Err(Failure::Refused(reason)) if ids.len() == 1 => {
+                    // The record that made its batches too large is skipped: full batches
+                    // again.
+                    self.max_records.remove(&key);
                     conn.pending.push_back(UpstreamEvent::Rejected {
                         id: ids[0],
                         reason: format!("Kafka refused the record ({}/{}): {reason}", key.0, key.1),

@@ -12,7 +12,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use outpost_firmware::AckMode;
@@ -20,69 +19,7 @@ use outpost_firmware::AckMode;
 use super::{connect, CliError};
 use crate::client::{ClientError, NewRecord};
 use crate::log::reader::visit_records;
-
-/// `bench` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Produce at full speed and report throughput and ack latency.
-    Produce(ProduceBench),
-    /// Read a topic from the beginning and report throughput.
-    Consume(ConsumeBench),
-    /// Publish (and subscribe) over MQTT and report rates and latencies.
-    Mqtt(super::bench_mqtt::MqttBench),
-    /// Hold many idle MQTT connections open, for a broker's memory per connection.
-    MqttIdle(super::bench_mqtt::MqttIdleBench),
-}
-
-/// Arguments of `bench produce`.
-#[derive(Debug, Args, Clone)]
-pub struct ProduceBench {
-    /// Topic (created with --partitions if missing).
-    #[arg(long, default_value = "bench")]
-    pub topic: String,
-    /// Partitions of the topic when it is created.
-    #[arg(long, default_value_t = 1)]
-    pub partitions: u32,
-    /// Concurrent producer connections.
-    #[arg(long, default_value_t = 8)]
-    pub producers: u32,
-    /// Produce requests each producer keeps in flight.
-    #[arg(long, default_value_t = 16)]
-    pub window: u32,
-    /// Records per produce request (1 = single-record produce).
-    #[arg(long, default_value_t = 1)]
-    pub batch: u32,
-    /// Produce as a device does: register a topic alias once per connection, then send
-    /// `ProduceAlias` frames instead of `Produce`.
-    #[arg(long)]
-    pub alias: bool,
-    /// Value size in bytes.
-    #[arg(long, default_value_t = 64)]
-    pub record_size: usize,
-    /// Total records to produce.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub records: u64,
-    /// Print one JSON line with the results instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
-}
-
-/// Arguments of `bench consume`.
-#[derive(Debug, Args)]
-pub struct ConsumeBench {
-    /// Topic.
-    #[arg(long, default_value = "bench")]
-    pub topic: String,
-    /// Bytes per fetch.
-    #[arg(long, default_value_t = 1 << 20)]
-    pub fetch_bytes: u32,
-    /// Print one JSON line with the results.
-    #[arg(long)]
-    pub json: bool,
-}
+pub use outpost_cli_args::bench::{BenchCommand, ConsumeBench, ProduceBench};
 
 /// Runs a `bench` subcommand.
 pub async fn run(broker: &super::Endpoint, cmd: BenchCommand) -> Result<(), CliError> {

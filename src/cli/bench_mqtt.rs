@@ -26,7 +26,6 @@
 
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,9 +40,8 @@ use crate::mqtt::packet::{
     Subscribe, SubscribeFilters, SubscriptionOptions,
 };
 use crate::transport::Transport;
+pub use outpost_cli_args::bench::{MqttBench, MqttIdleBench, TlsArgs, DEFAULT_MQTT_ADDR};
 
-/// Default broker address of `bench mqtt` and `bench mqtt-idle`.
-pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
 /// Bytes of the [`Stamp`] at the start of a payload.
 pub const STAMP_LEN: usize = 20;
 /// Largest `--payload`.
@@ -76,86 +74,19 @@ const SUBSCRIBER_RECEIVE_MAXIMUM: u16 = u16::MAX;
 /// highest seen and still be tracked (bounds the tracker's memory against foreign messages).
 const MAX_SEQ_JUMP: u64 = 1 << 24;
 
-/// Arguments of `bench mqtt`.
-#[derive(Debug, Args, Clone)]
-pub struct MqttBench {
-    /// Broker MQTT address, HOST:PORT (an `mqtt://` or `tcp://` prefix is accepted).
-    #[arg(long, visible_alias = "url", default_value = DEFAULT_MQTT_ADDR)]
-    pub addr: String,
-    /// Publishing connections; publisher i publishes to PREFIX/i.
-    #[arg(long, default_value_t = 8)]
-    pub publishers: u32,
-    /// Subscribing connections, each subscribed to PREFIX/# (each expects every message).
-    #[arg(long, default_value_t = 0)]
-    pub subscribers: u32,
-    /// QoS of the publishes and subscriptions: 0, 1 or 2.
-    #[arg(long, default_value_t = 1)]
-    pub qos: u8,
-    /// Payload size in bytes (at least 20 with subscribers: a timestamp and a sequence number).
-    #[arg(long, default_value_t = 64)]
-    pub payload: usize,
-    /// Unacknowledged QoS 1/2 publishes per publisher (also capped by a v5 broker's Receive
-    /// Maximum); at QoS 0, publishes written per socket write.
-    #[arg(long, default_value_t = 64)]
-    pub inflight: u32,
-    /// Messages per publisher [default: 100000 unless --duration].
-    #[arg(long, conflicts_with = "duration")]
-    pub messages: Option<u64>,
-    /// Publish for this many seconds instead of a message count.
-    #[arg(long)]
-    pub duration: Option<u64>,
-    /// Topic prefix.
-    #[arg(long, default_value = "bench")]
-    pub topic: String,
-    /// MQTT protocol level: 4 (3.1.1) or 5.
-    #[arg(long, default_value_t = 4)]
-    pub protocol: u8,
-    /// Hard limit on the whole run, seconds.
-    #[arg(long, default_value_t = 300)]
-    pub timeout: u64,
-    /// Print one JSON line with the results instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
-    /// TLS (MQTT over TLS, e.g. port 8883).
-    #[command(flatten)]
-    pub tls: TlsArgs,
-}
-
-/// TLS options of the MQTT benches: `--cafile` turns TLS on.
-#[derive(Debug, Args, Clone, Default)]
-pub struct TlsArgs {
-    /// Connect with TLS, verifying the broker's certificate against this PEM CA file.
-    #[arg(long)]
-    pub cafile: Option<std::path::PathBuf>,
-    /// Client certificate (PEM) for mutual TLS; needs --key.
-    #[arg(long, requires = "cafile")]
-    pub cert: Option<std::path::PathBuf>,
-    /// Private key (PEM) of --cert.
-    #[arg(long, requires = "cert")]
-    pub key: Option<std::path::PathBuf>,
-    /// Name the broker's certificate must carry [default: the host of --addr].
-    #[arg(long, requires = "cafile")]
-    pub server_name: Option<String>,
-}
-
-impl TlsArgs {
-    /// The connector and server name, or `None` for plain TCP.
-    fn connector(&self, addr: &str) -> Result<Option<Tls>, CliError> {
-        let Some(ca_file) = &self.cafile else {
-            return Ok(None);
-        };
-        let settings = crate::client::ClientTls {
-            ca_file: ca_file.clone(),
-            cert_file: self.cert.clone(),
-            key_file: self.key.clone(),
-            server_name: self.server_name.clone(),
-        };
-        let (connector, name) = settings.connector(addr)?;
-        Ok(Some(Tls { connector, name }))
-    }
+/// The connector and server name of `--cafile` and friends, or `None` for plain TCP.
+fn tls_connector(args: &TlsArgs, addr: &str) -> Result<Option<Tls>, CliError> {
+    let Some(ca_file) = &args.cafile else {
+        return Ok(None);
+    };
+    let settings = crate::client::ClientTls {
+        ca_file: ca_file.clone(),
+        cert_file: args.cert.clone(),
+        key_file: args.key.clone(),
+        server_name: args.server_name.clone(),
+    };
+    let (connector, name) = settings.connector(addr)?;
+    Ok(Some(Tls { connector, name }))
 }
 
 /// What a TLS link needs: shared by every connection of a run.
@@ -163,32 +94,6 @@ impl TlsArgs {
 struct Tls {
     connector: tokio_rustls::TlsConnector,
     name: rustls::pki_types::ServerName<'static>,
-}
-
-/// Arguments of `bench mqtt-idle`.
-#[derive(Debug, Args, Clone)]
-pub struct MqttIdleBench {
-    /// Broker MQTT address, HOST:PORT (an `mqtt://` or `tcp://` prefix is accepted).
-    #[arg(long, visible_alias = "url", default_value = DEFAULT_MQTT_ADDR)]
-    pub addr: String,
-    /// Connections to open (raise `ulimit -n` above this).
-    #[arg(long, default_value_t = 10_000)]
-    pub connections: u32,
-    /// Seconds to hold them open once all are connected.
-    #[arg(long, default_value_t = 5)]
-    pub hold: u64,
-    /// Connection attempts in progress at once.
-    #[arg(long, default_value_t = 256)]
-    pub concurrency: u32,
-    /// MQTT protocol level: 4 (3.1.1) or 5.
-    #[arg(long, default_value_t = 4)]
-    pub protocol: u8,
-    /// Hard limit on the whole run, seconds.
-    #[arg(long, default_value_t = 300)]
-    pub timeout: u64,
-    /// TLS (MQTT over TLS, e.g. port 8883).
-    #[command(flatten)]
-    pub tls: TlsArgs,
 }
 
 /// Why an MQTT bench failed.
@@ -1010,7 +915,7 @@ struct Outcome {
 /// Runs `bench mqtt`.
 pub async fn run(b: MqttBench) -> Result<(), CliError> {
     let plan = Plan::from_args(&b)?;
-    let tls = b.tls.connector(&plan.addr)?;
+    let tls = tls_connector(&b.tls, &plan.addr)?;
     let outcome = tokio::time::timeout(
         plan.timeout,
         execute(&plan, tls.as_ref(), b.quiet || b.json),
@@ -1294,7 +1199,7 @@ pub async fn run_idle(b: MqttIdleBench) -> Result<(), CliError> {
     }
     let hold = Duration::from_secs(b.hold);
     let timeout = parse_timeout(b.timeout, StopRule::Duration(hold))?;
-    let tls = b.tls.connector(&addr)?;
+    let tls = tls_connector(&b.tls, &addr)?;
     tokio::time::timeout(timeout, idle(&addr, protocol, &b, tls))
         .await
         .map_err(|_| MqttBenchError::Timeout("the run to finish (--timeout)"))??;

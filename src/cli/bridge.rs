@@ -7,22 +7,10 @@
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use clap::Subcommand;
 use outpost_bridge::{BridgeStatus, PartitionStatus, RouteStatus};
 
 use super::{connect, CliError};
-
-/// `bridge` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum BridgeCommand {
-    /// Show each bridge's upstream connection and, per route and partition, checkpoint,
-    /// lag, in-flight records and losses.
-    Status {
-        /// Print the status as JSON (an array, one object per bridge) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-}
+pub use outpost_cli_args::bridge::BridgeCommand;
 
 /// Runs a `bridge` subcommand.
 pub async fn run(broker: &super::Endpoint, cmd: BridgeCommand) -> Result<(), CliError> {

@@ -1,23 +1,8 @@
 //! `outpost config default` and `outpost config check FILE`.
 
-use std::path::PathBuf;
-
-use clap::Subcommand;
-
 use super::CliError;
 use crate::config::{Config, DEFAULT_CONFIG_TOML};
-
-/// `config` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
-    /// Print the full default configuration, every key commented.
-    Default,
-    /// Validate a configuration file (and the password and ACL files it names).
-    Check {
-        /// The file.
-        file: PathBuf,
-    },
-}
+pub use outpost_cli_args::config::ConfigCommand;
 
 /// Runs a `config` subcommand.
 pub fn run(cmd: ConfigCommand) -> Result<(), CliError> {

@@ -2,6 +2,10 @@
 //! [`crate::client::Client`] (tools talk to a running broker; they never open the log file
 //! behind its back) or, for `serve`, over [`crate::server`].
 //!
+//! The argument types ([`Cli`] and each subcommand's) are in the `outpost-cli-args` crate
+//! (`cli-args/`), which the release profile builds for size; they are re-exported here and in
+//! each subcommand's module.
+//!
 //! Errors print as one line naming the problem and the fix; the exit code is 1.
 
 pub mod bench;
@@ -15,72 +19,8 @@ pub mod produce;
 pub mod serve;
 pub mod topics;
 
-use clap::{Parser, Subcommand};
-
 use crate::client::{Client, ClientError, ClientTls, Credentials};
-
-/// Default broker address for the client subcommands.
-pub const DEFAULT_BROKER: &str = "127.0.0.1:7883";
-
-/// Outpost: an edge broker with a durable, partitioned, Kafka-style log.
-#[derive(Debug, Parser)]
-#[command(name = "outpost", version, about, long_about = None)]
-pub struct Cli {
-    /// Broker address (binary protocol) for client subcommands.
-    #[arg(long, global = true, env = "OUTPOST_BROKER", default_value = DEFAULT_BROKER)]
-    pub broker: String,
-    /// User name for client subcommands, when the broker requires a login.
-    #[arg(long, global = true, env = "OUTPOST_USER")]
-    pub user: Option<String>,
-    /// Password of --user. Prefer the environment variable: other users can read arguments.
-    #[arg(long, global = true, env = "OUTPOST_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
-    /// Connect to the broker's TLS listener (`[wire.tls]`), verifying its certificate against
-    /// this PEM CA file.
-    #[arg(long, global = true, env = "OUTPOST_TLS_CA")]
-    pub tls_ca: Option<std::path::PathBuf>,
-    /// Client certificate (PEM) for a listener that asks for one; needs --tls-key.
-    #[arg(long, global = true, env = "OUTPOST_TLS_CERT")]
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// Private key (PEM) of --tls-cert.
-    #[arg(long, global = true, env = "OUTPOST_TLS_KEY")]
-    pub tls_key: Option<std::path::PathBuf>,
-    /// Name the broker's certificate must carry [default: the host of --broker].
-    #[arg(long, global = true)]
-    pub tls_server_name: Option<String>,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the broker (embedded defaults when no --config is given).
-    Serve(serve::ServeArgs),
-    /// Print the default configuration or check a configuration file.
-    #[command(subcommand)]
-    Config(config::ConfigCommand),
-    /// Create, list, describe and delete topics.
-    #[command(subcommand)]
-    Topics(topics::TopicsCommand),
-    /// Produce records: one per stdin line, or --value.
-    Produce(produce::ProduceArgs),
-    /// Consume records from a topic.
-    Consume(consume::ConsumeArgs),
-    /// Load generator: produce or consume at full speed and report rates and latencies.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
-    /// Upstream bridges of the running broker: their connection, checkpoints and lag.
-    #[command(subcommand)]
-    Bridge(bridge::BridgeCommand),
-    /// Manage a password file: add (or change), delete and list users.
-    #[command(subcommand)]
-    Passwd(passwd::PasswdCommand),
-    /// Devices of the running broker: configs, tokens, last seen.
-    #[command(subcommand)]
-    Devices(devices::DevicesCommand),
-}
+pub use outpost_cli_args::{parse, Cli, Command, DEFAULT_BROKER};
 
 /// Where client subcommands connect, and as whom.
 #[derive(Debug, Clone)]

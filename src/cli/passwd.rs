@@ -9,40 +9,12 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
-
 use super::CliError;
 use crate::auth::password::{self, PasswordFile};
+pub use outpost_cli_args::passwd::PasswdCommand;
 
 /// Longest password accepted, bytes.
 pub const MAX_PASSWORD_BYTES: usize = 4096;
-
-/// `outpost passwd` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum PasswdCommand {
-    /// Add a user, or change an existing user's password.
-    Add {
-        /// The password file (created with mode 0600 if missing).
-        file: PathBuf,
-        /// The user name.
-        user: String,
-        /// Read the password from one line of stdin instead of the terminal.
-        #[arg(long)]
-        stdin: bool,
-    },
-    /// Delete a user.
-    Delete {
-        /// The password file.
-        file: PathBuf,
-        /// The user name.
-        user: String,
-    },
-    /// List the user names.
-    List {
-        /// The password file.
-        file: PathBuf,
-    },
-}
 
 /// Why `outpost passwd` failed (besides the file itself).
 #[derive(Debug, thiserror::Error)]

@@ -1,69 +1,18 @@
 //! `outpost topics create|list|describe|delete`.
 
-use clap::{Subcommand, ValueEnum};
-
 use super::{connect, CliError};
+pub use outpost_cli_args::topics::{CompressionArg, TopicsCommand};
 
-/// Codec names on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum CompressionArg {
-    /// No compression.
-    None,
-    /// gzip.
-    Gzip,
-    /// Snappy.
-    Snappy,
-    /// LZ4 frame.
-    Lz4,
-    /// Zstandard.
-    Zstd,
-}
-
-impl From<CompressionArg> for outpost_firmware::Compression {
-    fn from(c: CompressionArg) -> Self {
-        use outpost_firmware::Compression as C;
-        match c {
-            CompressionArg::None => C::None,
-            CompressionArg::Gzip => C::Gzip,
-            CompressionArg::Snappy => C::Snappy,
-            CompressionArg::Lz4 => C::Lz4,
-            CompressionArg::Zstd => C::Zstd,
-        }
+/// The codec a `--compression` name stands for.
+pub fn codec(c: CompressionArg) -> outpost_firmware::Compression {
+    use outpost_firmware::Compression as C;
+    match c {
+        CompressionArg::None => C::None,
+        CompressionArg::Gzip => C::Gzip,
+        CompressionArg::Snappy => C::Snappy,
+        CompressionArg::Lz4 => C::Lz4,
+        CompressionArg::Zstd => C::Zstd,
     }
-}
-
-/// `topics` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum TopicsCommand {
-    /// Create a topic.
-    Create {
-        /// Topic name ([a-zA-Z0-9._-], up to 249 characters).
-        name: String,
-        /// Partition count.
-        #[arg(long, default_value_t = 1)]
-        partitions: u32,
-        /// Delete records older than this (ms); -1 keeps them forever.
-        #[arg(long, allow_negative_numbers = true, default_value_t = crate::config::DEFAULT_RETENTION_MS)]
-        retention_ms: i64,
-        /// Per-partition size bound in bytes; -1 is unbounded.
-        #[arg(long, allow_negative_numbers = true, default_value_t = -1)]
-        retention_bytes: i64,
-        /// Batch compression.
-        #[arg(long, value_enum, default_value_t = CompressionArg::None)]
-        compression: CompressionArg,
-    },
-    /// List topic names.
-    List,
-    /// Show a topic's settings and per-partition offsets, sizes and oldest timestamps.
-    Describe {
-        /// Topic name.
-        name: String,
-    },
-    /// Delete a topic with its records and consumer-group offsets.
-    Delete {
-        /// Topic name.
-        name: String,
-    },
 }
 
 fn limit(v: i64) -> Option<u64> {
@@ -87,7 +36,7 @@ pub async fn run(broker: &super::Endpoint, cmd: TopicsCommand) -> Result<(), Cli
                     partitions,
                     limit(retention_ms),
                     limit(retention_bytes),
-                    compression.into(),
+                    codec(compression),
                 )
                 .await?;
             println!("created topic {name} with {partitions} partition(s)");
@@ -128,4 +77,15 @@ pub async fn run(broker: &super::Endpoint, cmd: TopicsCommand) -> Result<(), Cli
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retention_default_is_the_brokers() {
+        assert_eq!(
+            outpost_cli_args::topics::DEFAULT_RETENTION_MS,
+            crate::config::DEFAULT_RETENTION_MS
+        );
+    }
 }
