@@ -181,7 +181,11 @@ mod tests {
         assert!(enabled(&f, "rskafka::connection", Level::ERROR));
         assert!(enabled(&f, "outpost_bridge::kafka", Level::INFO));
         assert!(!enabled(&quiet("off"), "rskafka", Level::ERROR));
-        assert!(enabled(&quiet("info,rskafka=debug"), "rskafka::client", Level::DEBUG));
+        assert!(enabled(
+            &quiet("info,rskafka=debug"),
+            "rskafka::client",
+            Level::DEBUG
+        ));
     }
 
     #[test]
