@@ -75,6 +75,34 @@ fi
 export OUTPOST_PYTHON="$venv_python"
 echo "ok: $(mosquitto_pub --help | sed -n 2p); $("$mosquitto_bin" -h 2>&1 | head -1 || true); paho-mqtt $("$OUTPOST_PYTHON" -c 'import paho.mqtt; print(paho.mqtt.__version__)')"
 
+# --- tools of the Kafka tests (tests/kafka_upstream.rs, tests/bridge_kafka.rs) ------------
+# tansu, a Kafka-protocol broker (each test starts a private one: tests/common/kafka.rs), and
+# confluent-kafka in the same venv, the consumer that checks what arrived (its wheel bundles
+# a current librdkafka; Debian's librdkafka 2.0 and kcat cannot talk to tansu). Installed only
+# when missing: a cold `cargo install` of tansu takes ~6 minutes on 2 cores.
+tansu_version=0.6.0
+say "Kafka tools: tansu $tansu_version broker, confluent-kafka in .venv"
+tansu_ok() { [ -n "$1" ] && [ -x "$1" ] && [ "$("$1" --version 2>/dev/null)" = "tansu $tansu_version" ]; }
+tansu_bin=""
+for candidate in "$(command -v tansu || true)" "${CARGO_HOME:-$HOME/.cargo}/bin/tansu"; do
+  if tansu_ok "$candidate"; then tansu_bin="$candidate"; break; fi
+done
+if [ -z "$tansu_bin" ]; then
+  echo "installing tansu $tansu_version with cargo install (several minutes)"
+  cargo install tansu --version "$tansu_version" --locked --debug --no-default-features --features libsql
+  tansu_bin="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+fi
+if ! tansu_ok "$tansu_bin"; then
+  echo "FAIL: tansu $tansu_version is not installed (found: ${tansu_bin:-none}); the Kafka tests need it" >&2
+  exit 1
+fi
+export OUTPOST_TANSU="$tansu_bin"
+if ! "$venv_python" -c 'import confluent_kafka, sys; sys.exit(0 if confluent_kafka.__version__.startswith("2.") else 1)' >/dev/null 2>&1; then
+  echo "installing confluent-kafka 2.x into .venv"
+  "$venv_python" -m pip install --quiet --disable-pip-version-check 'confluent-kafka>=2.6,<3'
+fi
+echo "ok: $("$OUTPOST_TANSU" --version) at $OUTPOST_TANSU; confluent-kafka $("$venv_python" -c 'import confluent_kafka as c; print(c.__version__, "(librdkafka", c.libversion()[0] + ")")')"
+
 # --- the workspace ---------------------------------------------------------------------
 say "cargo test (unit, integration against the real binary, crash tests, doc tests)"
 cargo test --workspace --locked

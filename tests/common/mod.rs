@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
 pub mod mqtt;
 pub mod pki;

@@ -120,7 +120,7 @@ fn background_runtime(name: &str) -> Runtime {
 }
 
 /// Sends `signal` (a name such as `STOP`) to `pid` with kill(1).
-fn send_signal(pid: u32, signal: &str) {
+pub fn send_signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
@@ -130,7 +130,7 @@ fn send_signal(pid: u32, signal: &str) {
 }
 
 /// The last lines of the file at `path`, or a note that it cannot be read.
-fn tail(path: &Path) -> String {
+pub fn tail(path: &Path) -> String {
     let Ok(mut f) = File::open(path) else {
         return format!("({} cannot be read)", path.display());
     };
@@ -1201,12 +1201,24 @@ impl fmt::Display for Report {
 /// Filter `arrivals` first when several log topics or gateways are bridged: only the
 /// partition number is matched here.
 pub fn check_complete(arrivals: &[Arrival], partition: u32, range: Range<u64>) -> Report {
+    check_origins(
+        arrivals.iter().filter_map(|a| a.origin.as_ref()),
+        partition,
+        range,
+    )
+}
+
+/// [`check_complete`] over origins in arrival order, whatever carried them (MQTT user
+/// properties, Kafka headers).
+pub fn check_origins<'a>(
+    origins: impl Iterator<Item = &'a Origin>,
+    partition: u32,
+    range: Range<u64>,
+) -> Report {
     let mut report = Report::default();
     let mut seen = HashSet::new();
     let mut highest_first: Option<u64> = None;
-    let offsets = arrivals
-        .iter()
-        .filter_map(|a| a.origin.as_ref())
+    let offsets = origins
         .filter(|o| o.partition == partition)
         .map(|o| o.offset);
     for offset in offsets {
