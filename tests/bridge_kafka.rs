@@ -569,18 +569,18 @@ fn upstream_down_during_100k_records_then_started_everything_arrives() {
 }
 
 /// (c) tansu killed (-9) and restarted mid-drain: nothing is lost; the re-sent records are
-/// duplicates within the window, identified by their origin. With 5 requests in flight
-/// (the default) the re-sent batches may land in any order (rskafka retries each request by
-/// itself after its own backoff).
+/// duplicates within the window, identified by their origin; with the default one request
+/// in flight, the first arrivals are in strict order per partition (README).
 #[test]
-fn upstream_killed_and_restarted_mid_drain_loses_nothing() {
-    upstream_kill_mid_drain("killed", "", false);
+fn upstream_killed_and_restarted_mid_drain_loses_nothing_and_keeps_order() {
+    upstream_kill_mid_drain("killed", "", true);
 }
 
-/// (c) with `requests_in_flight = 1`: as above, and strict order per partition (README).
+/// (c) with 5 requests in flight: nothing is lost either, but re-sent batches may land in any
+/// order (rskafka retries each request by itself after its own backoff).
 #[test]
-fn upstream_killed_mid_drain_with_one_request_in_flight_keeps_order() {
-    upstream_kill_mid_drain("killed1", "requests_in_flight = 1", true);
+fn upstream_killed_mid_drain_with_five_requests_in_flight_loses_nothing() {
+    upstream_kill_mid_drain("killed5", "requests_in_flight = 5", false);
 }
 
 /// Kills tansu after a fifth of 20,000 records of log topic `topic` (2 partitions) were
