@@ -85,7 +85,7 @@ fn keyed_records_json_output_and_headers() {
     let a: Vec<_> = seen.iter().filter(|s| s.0 == "dev-a").collect();
     assert_eq!(a[0].1, a[1].1);
     assert_eq!((a[0].2.as_str(), a[1].2.as_str()), ("1", "3"));
-    let expected_a = outpost::log::partitioner::partition_for_key(b"dev-a", 4);
+    let expected_a = outpost_firmware::partition::partition_for_key(b"dev-a", 4);
     assert_eq!(a[0].1, u64::from(expected_a));
     let text = broker.cli_ok(&[
         "consume",

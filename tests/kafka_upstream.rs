@@ -1,6 +1,6 @@
 //! Self-tests of the Kafka bridge tests' upstream harness (`tests/common/kafka.rs`): a private
 //! tansu, topics made with its CLI, confluent-kafka (librdkafka) producing and consuming, and
-//! Kafka's murmur2 partitioner, with no bridge and no outpost.
+//! Kafka's key partitioner (librdkafka's choice against ours), with no bridge and no outpost.
 
 mod common;
 
@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::kafka::{
-    consume, consume_with, murmur2, murmur2_partition, produce_jsonl, ConsumeOpts, KafkaRecord,
-    ProduceOpts, ProduceRecord, Tansu, TimestampType,
+    consume, consume_with, murmur2_partition, produce_jsonl, ConsumeOpts, KafkaRecord, ProduceOpts,
+    ProduceRecord, Tansu, TimestampType,
 };
 
 /// How long a consumer may take for the few records of these tests.
@@ -212,35 +212,6 @@ fn pause_holds_a_producer_until_resume() {
     t.pause();
     t.kill9();
     assert!(!t.running());
-}
-
-/// Our murmur2 agrees with the values Kafka's own test suite lists for its `Utils.murmur2`;
-/// the comparison with librdkafka's partitioner is in the round-trip test.
-#[test]
-fn murmur2_matches_kafka() {
-    let cases: [(&[u8], i32); 6] = [
-        (b"21", -973_932_308),
-        (b"foobar", -790_332_482),
-        (b"a-little-bit-long-string", -985_981_536),
-        (b"a-little-bit-longer-string", -1_486_304_829),
-        (
-            b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-            -58_897_971,
-        ),
-        (b"abc", 479_470_107),
-    ];
-    for (data, want) in cases {
-        assert_eq!(
-            murmur2(data) as i32,
-            want,
-            "{:?}",
-            String::from_utf8_lossy(data)
-        );
-    }
-    assert_eq!(
-        murmur2_partition(b"21", 3),
-        (-973_932_308i32 & 0x7fff_ffff) as u32 % 3
-    );
 }
 
 /// tansu 0.6.0 stores snappy-compressed batches but cannot serve them: every fetch fails

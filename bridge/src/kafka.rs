@@ -44,6 +44,8 @@ use rskafka::record::Record;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use outpost_firmware::partition::partition_for_key;
+
 use crate::config::{BridgeConfig, Compression, Partitioning, SaslMechanism};
 use crate::template::{Fields, Template};
 use crate::upstream::{MsgId, OutRecord, SendError, Upstream, UpstreamEvent, UpstreamPosition};
@@ -160,8 +162,6 @@ pub struct KafkaUpstream {
     brokers: Vec<String>,
     client_id: String,
     gateway: String,
-    /// murmur2 of the gateway id (the `origin` partitioning).
-    gateway_hash: u32,
     tls: Option<Arc<rustls::ClientConfig>>,
     sasl: Option<SaslConfig>,
     connect_timeout: Duration,
@@ -260,7 +260,6 @@ impl KafkaUpstream {
             brokers: url.brokers,
             client_id: config.client_id(gateway),
             gateway: gateway.to_owned(),
-            gateway_hash: murmur2(gateway.as_bytes()),
             tls,
             sasl,
             connect_timeout: Duration::from_secs(u64::from(config.connect_timeout_secs)),
@@ -504,6 +503,11 @@ impl KafkaUpstream {
 }
 
 impl KafkaUpstream {
+    /// The `origin` partition: the gateway id placed as a key would be.
+    fn gateway_partition(&self, partitions: u32) -> u32 {
+        partition_for_key(self.gateway.as_bytes(), partitions)
+    }
+
     /// The next event decided already: a dead connection's, then the live one's.
     fn take_pending(&mut self) -> Option<UpstreamEvent> {
         if let Some(ev) = self.failed.pop_front() {
@@ -572,10 +576,10 @@ impl KafkaUpstream {
             }
             Partitioning::Same => r.partition,
             Partitioning::Key => match r.record.key {
-                Some(k) => kafka_partition(murmur2(k), partitions),
+                Some(k) => partition_for_key(k, partitions),
                 None => r.partition % partitions,
             },
-            Partitioning::Origin => kafka_partition(self.gateway_hash, partitions),
+            Partitioning::Origin => self.gateway_partition(partitions),
         };
         let key: PartKey = (topic, p);
         match conn.parts.get(&key).map(|s| s.ready) {
@@ -805,47 +809,6 @@ fn check_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Kafka's murmur2 (the Java client's `Utils.murmur2`, seed `0x9747b28c`), which its default
-/// partitioner applies to keys: `(murmur2(key) & 0x7fffffff) % partitions`. Written here
-/// because it is 30 lines and the crates that offer murmur2 differ from Kafka's variant in
-/// seed or tail handling; the tests pin it to values Kafka's own tests use.
-pub fn murmur2(data: &[u8]) -> u32 {
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    const SEED: u32 = 0x9747_b28c;
-    let len = data.len();
-    let mut h = SEED ^ (len as u32);
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= u32::from(tail[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h
-}
-
-/// Kafka's partition for a hash: `(hash & 0x7fffffff) % partitions`.
-pub fn kafka_partition(hash: u32, partitions: u32) -> u32 {
-    (hash & 0x7fff_ffff) % partitions.max(1)
-}
-
 /// The record as rskafka takes it, with the origin headers; and its size estimate.
 fn to_record(gateway: &str, r: &OutRecord<'_>) -> (Record, usize) {
     let rec = r.record;
@@ -1004,36 +967,6 @@ impl Upstream for KafkaUpstream {
 mod tests {
     use super::*;
     use crate::SourceRecord;
-
-    #[test]
-    fn murmur2_matches_kafka() {
-        // The values of Kafka's own `UtilsTest.testMurmur2` (as Java ints).
-        let cases: [(&[u8], i32); 6] = [
-            (b"21", -973_932_308),
-            (b"foobar", -790_332_482),
-            (b"a-little-bit-long-string", -985_981_536),
-            (b"a-little-bit-longer-string", -1_486_304_829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58_897_971,
-            ),
-            (b"abc", 479_470_107),
-        ];
-        for (data, want) in cases {
-            assert_eq!(
-                murmur2(data) as i32,
-                want,
-                "{}",
-                String::from_utf8_lossy(data)
-            );
-        }
-        // toPositive, then modulo.
-        assert_eq!(kafka_partition(murmur2(b"21"), 1), 0);
-        assert_eq!(
-            kafka_partition(murmur2(b"foobar"), 7),
-            ((-790_332_482i32 as u32) & 0x7fff_ffff) % 7
-        );
-    }
 
     #[test]
     fn acknowledgements_group_runs_of_one_slot() {

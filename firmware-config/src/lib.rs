@@ -57,6 +57,7 @@ mod error_code;
 pub mod frame;
 #[cfg(test)]
 mod golden;
+pub mod partition;
 pub mod record;
 pub mod seq;
 mod varint;

@@ -186,7 +186,10 @@ async fn keys_pick_partitions_and_unknown_partitions_are_refused() {
         .append("k", Target::Key(b"sensor-9"), pending(&[b"x"]))
         .await
         .unwrap();
-    assert_eq!(a.partition, partitioner::partition_for_key(b"sensor-9", 6));
+    assert_eq!(
+        a.partition,
+        outpost_firmware::partition::partition_for_key(b"sensor-9", 6)
+    );
     let err = log
         .append("k", Target::Partition(6), pending(&[b"x"]))
         .await

@@ -13,7 +13,6 @@ mod backend;
 pub mod batch;
 mod codec;
 pub mod groups;
-pub mod partitioner;
 pub mod reader;
 pub mod retention;
 pub mod tables;
@@ -274,7 +273,7 @@ pub struct TopicSpec {
 pub enum Target<'a> {
     /// This partition.
     Partition(u32),
-    /// The partition of this key ([`partitioner::partition_for_key`]).
+    /// The partition of this key ([`outpost_firmware::partition::partition_for_key`]).
     Key(&'a [u8]),
     /// Round-robin over the topic's partitions.
     Any,
@@ -629,7 +628,7 @@ impl Log {
         };
         Ok(match target {
             Target::Partition(p) => p,
-            Target::Key(key) => partitioner::partition_for_key(key, count),
+            Target::Key(key) => outpost_firmware::partition::partition_for_key(key, count),
             Target::Any => shared.map_or(0, |t| {
                 t.next_partition.fetch_add(1, Ordering::Relaxed) % count
             }),

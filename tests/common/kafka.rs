@@ -799,35 +799,9 @@ pub fn produce_jsonl(
 // Kafka's default partitioner
 // ------------------------------------------------------------------------------------------
 
-/// Kafka's murmur2 hash of `data` (the Java client's `Utils.murmur2`: MurmurHash2, 32-bit,
-/// seed 0x9747b28c, little-endian words).
-pub fn murmur2(data: &[u8]) -> u32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let mut h = SEED ^ data.len() as u32;
-    let mut words = data.chunks_exact(4);
-    for w in &mut words {
-        let mut k = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M) ^ k;
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        for (i, b) in rest.iter().enumerate().rev() {
-            h ^= u32::from(*b) << (8 * i);
-        }
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^ (h >> 15)
-}
-
-/// The partition Kafka's default partitioner gives a record with a non-null `key` among
-/// `partitions`: `(murmur2(key) & 0x7fffffff) % partitions`.
+/// Kafka's default partitioner for a keyed record (the broker's and the bridge's own, pinned
+/// to Kafka's test vectors in `outpost_firmware::partition` and compared with librdkafka's
+/// choice in `tests/kafka_upstream.rs`).
 pub fn murmur2_partition(key: &[u8], partitions: u32) -> u32 {
-    (murmur2(key) & 0x7fff_ffff) % partitions
+    outpost_firmware::partition::partition_for_key(key, partitions)
 }

@@ -1,10 +1,12 @@
-//! Which partition a record goes to.
+//! Which partition a keyed record goes to: Kafka's default partitioner, shared by the broker's
+//! log (where it is part of the storage contract) and the Kafka bridge (`partitioning =
+//! "key"`), so both place a key exactly where a Kafka producer would.
 //!
 //! A keyed record goes to `(murmur2(key) & 0x7fff_ffff) % partitions`: Kafka's default
 //! partitioner, bit for bit, so a key lands in the same partition here, after a restart, in
 //! any later version, and in an upstream Kafka cluster with the same partition count. This
 //! rule is part of the storage contract and pinned by tests with Kafka's own test vectors.
-//! Records without a key are spread round-robin by the caller (see `Log::append`).
+//! Records without a key are placed by the caller (the broker's log spreads them round-robin).
 //!
 //! murmur2 is written here because it is twenty lines, has to match Kafka's Java code
 //! exactly (seed, signedness, tail handling), and no maintained crate pins that variant.
@@ -81,7 +83,8 @@ mod tests {
         assert_eq!(partition_for_key(b"foobar", 10), 6);
         let mut seen = [0u32; 4];
         for i in 0..400u32 {
-            seen[partition_for_key(format!("dev-{i}").as_bytes(), 4) as usize] += 1;
+            let key = [b'd', b'e', b'v', b'-', (i / 100) as u8, (i % 100) as u8];
+            seen[partition_for_key(&key, 4) as usize] += 1;
         }
         assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
     }
