@@ -77,10 +77,8 @@ impl Transport {
                 let read = if buf.capacity() == 0 {
                     let mut quiet = [0u8; QUIET_READ];
                     let len = room.min(first).clamp(1, QUIET_READ);
-                    s.try_read(&mut quiet[..len]).map(|n| {
-                        buf.extend_from_slice(&quiet[..n]);
-                        n
-                    })
+                    s.try_read(&mut quiet[..len])
+                        .inspect(|&n| buf.extend_from_slice(&quiet[..n]))
                 } else {
                     reserve(buf);
                     s.try_read_buf(&mut buf.limit(room))
