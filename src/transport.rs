@@ -14,6 +14,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
+/// Largest first read of a plain connection without a buffer, on the stack (see
+/// [`Transport::read_some`]).
+const QUIET_READ: usize = 4 << 10;
+
 /// A connection's stream.
 #[derive(Debug)]
 pub enum Transport {
@@ -48,9 +52,11 @@ impl Transport {
     }
 
     /// Reads at most `room` more bytes into `buf`, reserving `first` bytes when `buf` has no
-    /// capacity yet. A plain socket waits for readability before reserving anything, so an
-    /// idle connection holds no read buffer; TLS reads through rustls, which may hold
-    /// decrypted bytes the socket no longer signals, so it reads directly. Cancel-safe.
+    /// capacity yet. A plain socket with no buffer reads its first bytes on the stack and
+    /// allocates only for what arrived, so an idle connection holds no read buffer (a wake-up
+    /// without data is common: readiness is cleared only by a read that would block); TLS
+    /// reads through rustls, which may hold decrypted bytes the socket no longer signals, so
+    /// it reads directly. Cancel-safe.
     pub async fn read_some(
         &mut self,
         buf: &mut Vec<u8>,
@@ -68,8 +74,16 @@ impl Transport {
         match self {
             Transport::Tcp(s) => loop {
                 s.readable().await?;
-                reserve(buf);
-                match s.try_read_buf(&mut buf.limit(room)) {
+                let read = if buf.capacity() == 0 {
+                    let mut quiet = [0u8; QUIET_READ];
+                    let len = room.min(first).clamp(1, QUIET_READ);
+                    s.try_read(&mut quiet[..len])
+                        .inspect(|&n| buf.extend_from_slice(&quiet[..n]))
+                } else {
+                    reserve(buf);
+                    s.try_read_buf(&mut buf.limit(room))
+                };
+                match read {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     other => return other,
                 }

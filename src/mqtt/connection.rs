@@ -362,7 +362,8 @@ impl Conn {
         let deadline = Instant::now() + BACKPRESSURE_WAIT;
         for slot in congested.iter().filter(|s| Some(s.id) != own) {
             let left = deadline.saturating_duration_since(Instant::now());
-            slot.wait_drained(left).await;
+            // Boxed: back-pressure is rare, and its future would size every connection.
+            Box::pin(slot.wait_drained(left)).await;
         }
         let v5 = self.session.protocol() == Protocol::V5;
         let mut results = results.into_iter();
@@ -473,7 +474,8 @@ impl Conn {
             }
             Action::InboundDone(pid) => {
                 if let Some(a) = &self.attached {
-                    self.broker.inbound_done(&a.slot, pid).await;
+                    // Boxed: QoS 2 only, and its future would size every connection.
+                    Box::pin(self.broker.inbound_done(&a.slot, pid)).await;
                 }
             }
             Action::Done(d) | Action::Sent(d) | Action::Released(d) if d.seq.is_none() => {}

@@ -510,6 +510,11 @@ impl Session {
     ) {
         self.id = Some(id);
         self.phase = Phase::Connected;
+        // The CONNECT action grew the queue to four `Action`s (~400 bytes); an idle
+        // connection should not keep them. A client that publishes grows it again, once.
+        if self.actions.is_empty() {
+            self.actions = std::collections::VecDeque::new();
+        }
         let pending = self.pending_connack.take().unwrap_or_default();
         let mut properties = Properties::default();
         if self.protocol.is_v5() {
