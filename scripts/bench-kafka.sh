@@ -157,7 +157,13 @@ EOF
       exit 1
     fi
     sleep 0.1
-    acked=$("$BIN" bridge status --json | "$PYTHON" -c 'import json,sys; print(sum(p["acked"] for r in json.load(sys.stdin)[0]["routes"] for p in r["partitions"]))')
+    read -r acked dropped < <("$BIN" bridge status --json | "$PYTHON" -c 'import json,sys; ps=[p for r in json.load(sys.stdin)[0]["routes"] for p in r["partitions"]]; print(sum(p["acked"] for p in ps), sum(p["dropped"] for p in ps))')
+    if [ "$dropped" -gt 0 ]; then
+      # Retention (e.g. the free-disk floor) deleted records before they were forwarded: the
+      # acknowledged count then includes records that never went upstream.
+      echo "FAIL: the edge dropped $dropped records (see $dir/edge/err: retention or the disk floor)" >&2
+      exit 1
+    fi
   done
   t1=$(now)
   secs=$(echo "$t1 - $t0" | bc -l)
