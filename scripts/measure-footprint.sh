@@ -3,7 +3,8 @@
 #   1. stripped release binary size (x86_64; aarch64/armv7 too when scripts/arm-check.sh or a
 #      `cargo build --release --target ...` left those binaries in target/);
 #   2. idle RSS of `outpost serve` on its defaults (VmRSS after 5 s);
-#   3. RSS with N idle MQTT connections, plain TCP and TLS (`outpost bench mqtt-idle`);
+#   3. RSS with N idle MQTT connections, plain TCP and TLS (`outpost bench mqtt-idle`), each
+#      on a freshly started broker;
 #   4. QoS 1 throughput and PUBACK p99, plain and TLS, with the same `outpost bench mqtt` run.
 # Certificates for the TLS listener are generated with the openssl command-line tool into a
 # temp dir (the broker itself links no OpenSSL).
@@ -107,7 +108,13 @@ idle_conns() {  # $1 = label, rest = bench args
 }
 echo "=== $CONNS idle MQTT connections"
 idle_conns plain --addr "$MQTT"
-sleep 2
+# TLS on a fresh broker: the heap the plain connections freed stays with the process, and
+# reused it would hide part of what the TLS connections cost.
+stop_broker
+start_broker "$WORK/outpost.toml"
+sleep 5
+MQTT=$(listener mqtt)
+MQTTS=$(listener mqtt-tls)
 idle_conns TLS --addr "$MQTTS" --cafile "$WORK/ca.pem"
 
 echo "=== QoS 1 publish, 8 publishers x $MESSAGES messages, 64 B, inflight 64: plain vs TLS"
