@@ -15,14 +15,14 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use common::bridge::{partitions_of, produce_spread, status, total, wait_drained, CHUNK};
 use common::kafka::{
     consume, consume_with, murmur2_partition, ConsumeOpts, KafkaRecord, Tansu, TansuOpts,
     TimestampType,
 };
 use common::upstream::{check_origins, free_port, wait_until, Origin, Proxy, Report};
-use common::{runtime, temp_dir, Broker};
-use outpost::client::{Client, NewRecord};
-use outpost_firmware::{AckMode, Compression};
+use common::{temp_dir, Broker};
+use outpost::client::NewRecord;
 
 /// The gateway id of every test broker (the `outpost-gateway` header, the `origin` hash).
 const GATEWAY: &str = "gw-kafka-test";
@@ -31,10 +31,6 @@ const GATEWAY: &str = "gw-kafka-test";
 const DRAIN: Duration = Duration::from_secs(300);
 /// How long the consumer may take to read a test's records back.
 const READ: Duration = Duration::from_secs(240);
-/// Records per produce request into the edge broker.
-const CHUNK: u64 = 500;
-/// Produce requests into the edge broker in flight at once.
-const PRODUCE_WINDOW: usize = 8;
 /// The produce time limit of the tests that are not about a hung broker (see
 /// [`bridge_block`]).
 const ACK_TIMEOUT: u64 = 60;
@@ -95,53 +91,6 @@ fn start_edge(config: &str) -> (tempfile::TempDir, Broker) {
     (dir, broker)
 }
 
-/// Creates log topic `topic` with `partitions` partitions and stores `n` records spread over
-/// them (round robin in chunks of [`CHUNK`]), each made by `make(i)`. Returns the records
-/// per partition.
-fn produce(
-    broker: &Broker,
-    topic: &str,
-    partitions: u32,
-    n: u64,
-    make: impl Fn(u64) -> NewRecord,
-) -> Vec<u64> {
-    let mut per = vec![0u64; partitions as usize];
-    runtime().block_on(async {
-        let c = Client::connect(&broker.addr, "kafka-bridge-test-producer")
-            .await
-            .unwrap();
-        match c
-            .create_topic(topic, partitions, None, None, Compression::None)
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.to_string().contains("exists") => {}
-            Err(e) => panic!("create topic: {e}"),
-        }
-        let mut i = 0u64;
-        let mut pending = std::collections::VecDeque::new();
-        while i < n {
-            let p = ((i / CHUNK) % u64::from(partitions)) as u32;
-            let k = CHUNK.min(n - i);
-            let records: Vec<NewRecord> = (i..i + k).map(&make).collect();
-            pending.push_back(
-                c.send_produce(topic, Some(p), &records, AckMode::Commit)
-                    .await
-                    .unwrap(),
-            );
-            if pending.len() >= PRODUCE_WINDOW {
-                pending.pop_front().unwrap().wait().await.unwrap();
-            }
-            per[p as usize] += k;
-            i += k;
-        }
-        for p in pending {
-            p.wait().await.unwrap();
-        }
-    });
-    per
-}
-
 /// A plain 64-byte reading without key or headers (the volume tests' record).
 fn reading(i: u64) -> NewRecord {
     NewRecord {
@@ -150,49 +99,6 @@ fn reading(i: u64) -> NewRecord {
         timestamp_ms: None,
         headers: Vec::new(),
     }
-}
-
-/// `outpost bridge status --json`, first bridge.
-fn status(broker: &Broker) -> serde_json::Value {
-    let out = broker.cli_ok(&["bridge", "status", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v[0].clone()
-}
-
-/// The partitions of route `route` in a bridge status.
-fn partitions_of(s: &serde_json::Value, route: usize) -> Vec<serde_json::Value> {
-    s["routes"][route]["partitions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// The sum of `field` over every partition of every route.
-fn total(s: &serde_json::Value, field: &str) -> u64 {
-    s["routes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|r| r["partitions"].as_array().cloned().unwrap_or_default())
-        .map(|p| p[field].as_u64().unwrap())
-        .sum()
-}
-
-/// Waits until every route acknowledged (or counted lost) everything up to the log end and
-/// committed its checkpoint there.
-fn wait_drained(broker: &Broker, timeout: Duration) -> bool {
-    wait_until(timeout, || {
-        let s = status(broker);
-        let routes = s["routes"].as_array().cloned().unwrap_or_default();
-        !routes.is_empty()
-            && routes.iter().all(|r| {
-                let parts = r["partitions"].as_array().cloned().unwrap_or_default();
-                !parts.is_empty()
-                    && parts
-                        .iter()
-                        .all(|p| p["acked"] == p["log_end"] && p["checkpoint"] == p["log_end"])
-            })
-    })
 }
 
 /// Waits until the bridge acknowledged at least `n` records in all.
@@ -486,7 +392,16 @@ fn records_land_record_for_record_with_every_partitioning_and_codec() {
     let (_dir, broker) = start_edge(&config(&bridge_block(&t.url(), ACK_TIMEOUT, ""), &routes));
     let per: Vec<Vec<u64>> = cases
         .iter()
-        .map(|c| produce(&broker, c.log_topic, c.log_partitions, c.records, rich))
+        .map(|c| {
+            produce_spread(
+                &broker,
+                c.log_topic,
+                c.log_partitions,
+                c.records,
+                None,
+                rich,
+            )
+        })
         .collect();
     assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
     for (c, per) in cases.iter().zip(&per) {
@@ -538,7 +453,7 @@ fn upstream_down_during_100k_records_then_started_everything_arrives() {
         &bridge_block(&t.url(), ACK_TIMEOUT, ""),
         &[route("outage", "{topic}", "")],
     ));
-    let per = produce(&broker, "outage", 3, N, reading);
+    let per = produce_spread(&broker, "outage", 3, N, None, reading);
     // Routes pick up a new topic within a second.
     assert!(
         wait_until(Duration::from_secs(10), || total(
@@ -598,7 +513,7 @@ fn upstream_kill_mid_drain(topic: &str, bridge_extra: &str, ordered: bool) {
             &format!("max_inflight = {MAX_INFLIGHT}\n{SLOW}"),
         )],
     ));
-    let per = produce(&broker, topic, 2, N, reading);
+    let per = produce_spread(&broker, topic, 2, N, None, reading);
     assert!(
         wait_acked(&broker, N / 5, DRAIN),
         "mid-drain: {}",
@@ -637,7 +552,7 @@ fn hung_upstream_is_noticed_and_nothing_is_lost() {
         &bridge_block(&t.url(), HUNG_ACK_TIMEOUT, ""),
         &[route("hung", "{topic}", SLOW)],
     ));
-    let per = produce(&broker, "hung", 2, N, reading);
+    let per = produce_spread(&broker, "hung", 2, N, None, reading);
     assert!(
         wait_acked(&broker, N / 5, DRAIN),
         "mid-drain: {}",
@@ -692,7 +607,7 @@ fn outpost_killed_mid_drain_resumes_with_bounded_duplicates() {
         )],
     );
     let broker = Broker::start(&data, &cfg);
-    let per = produce(&broker, "crash", 3, N, reading);
+    let per = produce_spread(&broker, "crash", 3, N, None, reading);
     assert!(
         wait_acked(&broker, N / 4, DRAIN),
         "mid-drain: {}",
@@ -741,7 +656,7 @@ fn flaky_link_eventually_delivers_everything() {
         )],
     ));
     proxy.flaky(Duration::from_secs(1));
-    let per = produce(&broker, "flaky", 2, N, reading);
+    let per = produce_spread(&broker, "flaky", 2, N, None, reading);
     // Half the records through, and at least three cuts: the drain (4 s at the route's
     // rate) spans several cuts.
     let half_and_cuts = wait_until(DRAIN, || {
@@ -783,8 +698,8 @@ fn a_missing_upstream_topic_is_reported_and_forwarding_starts_once_created() {
         route("absent", "not-yet-{topic}", ""),
     ];
     let (_dir, broker) = start_edge(&config(&bridge_block(&t.url(), ACK_TIMEOUT, ""), &routes));
-    let present = produce(&broker, "present", 1, 500, reading);
-    let absent = produce(&broker, "absent", 1, 500, reading);
+    let present = produce_spread(&broker, "present", 1, 500, None, reading);
+    let absent = produce_spread(&broker, "absent", 1, 500, None, reading);
     let reported = wait_until(Duration::from_secs(30), || {
         status(&broker)["routes"][1]["upstream_problem"]
             .as_str()

@@ -15,12 +15,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::bridge::{partitions_of, produce_spread, status, total, wait_drained};
 use common::upstream::{
     check_complete, wait_until, Mosquitto, MosquittoOpts, Proxy, Subscriber, SubscriberOpts,
 };
 use common::{runtime, temp_dir, Broker};
 use outpost::client::{Client, NewRecord};
-use outpost_firmware::{AckMode, Compression};
+use outpost_firmware::AckMode;
 
 /// Generous bound for a drain in CI (2 cores, debug build, tests in parallel).
 const DRAIN: Duration = Duration::from_secs(120);
@@ -77,49 +78,14 @@ fn produce(
     n: u64,
     retention_bytes: Option<u64>,
 ) -> Vec<u64> {
-    let mut per = vec![0u64; partitions as usize];
-    runtime().block_on(async {
-        let c = Client::connect(&broker.addr, "bridge-test-producer")
-            .await
-            .unwrap();
-        match c
-            .create_topic(topic, partitions, None, retention_bytes, Compression::None)
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.to_string().contains("exists") => {}
-            Err(e) => panic!("create topic: {e}"),
+    produce_spread(broker, topic, partitions, n, retention_bytes, |j| {
+        NewRecord {
+            key: None,
+            value: format!("{topic}-{j:08}-{}", "x".repeat(40)).into_bytes(),
+            timestamp_ms: None,
+            headers: Vec::new(),
         }
-        let chunk = 500u64;
-        let mut i = 0u64;
-        let mut pending = std::collections::VecDeque::new();
-        while i < n {
-            let p = ((i / chunk) % u64::from(partitions)) as u32;
-            let k = chunk.min(n - i);
-            let records: Vec<NewRecord> = (i..i + k)
-                .map(|j| NewRecord {
-                    key: None,
-                    value: format!("{topic}-{j:08}-{}", "x".repeat(40)).into_bytes(),
-                    timestamp_ms: None,
-                    headers: Vec::new(),
-                })
-                .collect();
-            pending.push_back(
-                c.send_produce(topic, Some(p), &records, AckMode::Commit)
-                    .await
-                    .unwrap(),
-            );
-            if pending.len() >= 8 {
-                pending.pop_front().unwrap().wait().await.unwrap();
-            }
-            per[p as usize] += k;
-            i += k;
-        }
-        for p in pending {
-            p.wait().await.unwrap();
-        }
-    });
-    per
+    })
 }
 
 /// Stores one record with `value` in partition 0 of `topic` (binary protocol).
@@ -139,39 +105,6 @@ fn produce_one(
             headers: Vec::new(),
         };
         c.produce(topic, Some(0), &[r], AckMode::Commit).await
-    })
-}
-
-/// `outpost bridge status --json`, first bridge.
-fn status(broker: &Broker) -> serde_json::Value {
-    let out = broker.cli_ok(&["bridge", "status", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v[0].clone()
-}
-
-fn partitions_of(s: &serde_json::Value) -> Vec<serde_json::Value> {
-    s["routes"][0]["partitions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn total(s: &serde_json::Value, field: &str) -> u64 {
-    partitions_of(s)
-        .iter()
-        .map(|p| p[field].as_u64().unwrap())
-        .sum()
-}
-
-/// Waits until the bridge acknowledged (or counted lost) everything up to the log end.
-fn wait_drained(broker: &Broker, timeout: Duration) -> bool {
-    wait_until(timeout, || {
-        let s = status(broker);
-        let parts = partitions_of(&s);
-        !parts.is_empty()
-            && parts
-                .iter()
-                .all(|p| p["acked"] == p["log_end"] && p["checkpoint"] == p["log_end"])
     })
 }
 
@@ -431,7 +364,7 @@ fn overflow_drop_oldest_reports_exactly_the_offsets_lost() {
     assert!(
         wait_until(Duration::from_secs(30), || {
             let s = status(&broker);
-            partitions_of(&s).first().is_some_and(|p| {
+            partitions_of(&s, 0).first().is_some_and(|p| {
                 p["log_start"].as_u64().unwrap() > 0 && p["dropped"] == p["log_start"]
             })
         }),
@@ -441,7 +374,7 @@ fn overflow_drop_oldest_reports_exactly_the_offsets_lost() {
     up.restart();
     assert!(wait_drained(&broker, DRAIN), "drain: {}", status(&broker));
     let s = status(&broker);
-    let p = &partitions_of(&s)[0];
+    let p = &partitions_of(&s, 0)[0];
     let start = p["log_start"].as_u64().unwrap();
     assert_eq!(p["dropped"].as_u64().unwrap(), start, "{s}");
     assert_eq!(p["forwarded"].as_u64().unwrap(), per[0] - start, "{s}");
@@ -526,7 +459,7 @@ fn overflow_refuse_rejects_publishes_until_the_bridge_catches_up() {
     // Nothing was deleted unforwarded.
     std::thread::sleep(Duration::from_millis(500));
     let s = status(&broker);
-    let p = &partitions_of(&s)[0];
+    let p = &partitions_of(&s, 0)[0];
     assert_eq!(p["log_start"], 0, "{s}");
     assert_eq!(p["dropped"], 0, "{s}");
     assert!(p["log_end"].as_u64().unwrap() >= accepted, "{s}");
@@ -544,14 +477,14 @@ fn overflow_refuse_rejects_publishes_until_the_bridge_catches_up() {
     );
     // The status is a snapshot refreshed every 250 ms.
     assert!(wait_until(Duration::from_secs(5), || {
-        partitions_of(&status(&broker))[0]["log_end"]
+        partitions_of(&status(&broker), 0)[0]["log_end"]
             .as_u64()
             .unwrap()
             > accepted
     }));
     assert!(wait_drained(&broker, DRAIN));
     let s = status(&broker);
-    let end = partitions_of(&s)[0]["log_end"].as_u64().unwrap();
+    let end = partitions_of(&s, 0)[0]["log_end"].as_u64().unwrap();
     assert!(
         end > accepted,
         "end {end}, accepted {accepted}, again {again:?}: {s}"
@@ -582,7 +515,7 @@ fn mqtt_311_json_envelope_and_a_route_starting_at_latest() {
     );
     let broker = Broker::start(&data, &config);
     assert!(wait_until(Duration::from_secs(10), || {
-        partitions_of(&status(&broker))
+        partitions_of(&status(&broker), 0)
             .first()
             .is_some_and(|p| p["checkpoint"] == 100)
     }));
@@ -715,7 +648,7 @@ fn a_record_the_upstream_cannot_take_is_skipped_and_an_idle_bridge_sleeps() {
         .collect();
     assert_eq!(offsets, [0, 2]);
     let s = status(&broker);
-    let p = &partitions_of(&s)[0];
+    let p = &partitions_of(&s, 0)[0];
     assert_eq!(p["dropped"], 1, "{s}");
     assert_eq!(p["last_loss"], serde_json::json!([1, 2]), "{s}");
     assert_eq!(

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod auth;
+pub mod bridge;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
