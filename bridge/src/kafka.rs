@@ -476,12 +476,8 @@ impl KafkaUpstream {
                     false
                 }
                 Err(Failure::Missing(reason)) => {
-                    conn.topics.insert(
-                        key.0.clone(),
-                        TopicState::Missing {
-                            retry_at: Instant::now() + MISSING_RETRY,
-                        },
-                    );
+                    // The connection (and what it knew of topics) goes; the next one looks the
+                    // topic up again and reports it on its route if it is still missing.
                     self.fail_with(conn, format!("{}/{}: {reason}", key.0, key.1));
                     false
                 }
