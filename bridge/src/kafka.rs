@@ -298,6 +298,21 @@ impl KafkaUpstream {
         }
     }
 
+    /// A client builder for the bootstrap brokers with our TLS, SASL and `backoff`.
+    fn client_builder(&self, backoff: rskafka::BackoffConfig) -> ClientBuilder {
+        let mut builder = ClientBuilder::new(self.brokers.clone())
+            .client_id(self.client_id.as_str())
+            .max_message_size(self.max_record.saturating_mul(2).max(16 << 20))
+            .backoff_config(backoff);
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(tls.clone());
+        }
+        if let Some(sasl) = &self.sasl {
+            builder = builder.sasl_config(sasl.clone());
+        }
+        builder
+    }
+
     /// Sets a route's problem; queues an event when it changed.
     fn set_problem(&mut self, route: usize, problem: Option<String>) {
         if self.problems[route] != problem {
@@ -849,25 +864,31 @@ impl Upstream for KafkaUpstream {
         self.conn = None;
         let (tx, rx) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
-        let mut builder = ClientBuilder::new(self.brokers.clone())
-            .client_id(self.client_id.as_str())
-            .max_message_size(self.max_record.saturating_mul(2).max(16 << 20))
-            .backoff_config(self.backoff(self.connect_timeout));
-        if let Some(tls) = &self.tls {
-            builder = builder.tls_config(tls.clone());
-        }
-        if let Some(sasl) = &self.sasl {
-            builder = builder.sasl_config(sasl.clone());
-        }
-        let (limit, brokers, task_tx) = (self.connect_timeout, self.brokers.join(","), tx.clone());
+        let limit = self.connect_timeout;
+        let builder = self.client_builder(self.backoff(limit));
+        let probe = self.client_builder(rskafka::BackoffConfig {
+            deadline: Some(Duration::ZERO),
+            ..self.backoff(limit)
+        });
+        let (brokers, task_tx) = (self.brokers.join(","), tx.clone());
         tasks.spawn(async move {
             let result = match tokio::time::timeout(limit, builder.build()).await {
                 Ok(Ok(client)) => Ok(client),
                 Ok(Err(e)) => Err(format!("cannot connect to Kafka ({brokers}): {e}")),
-                Err(_) => Err(format!(
-                    "cannot connect to Kafka ({brokers}): no answer within {} s",
-                    limit.as_secs()
-                )),
+                // rskafka retried until our limit without saying why (a refused SASL
+                // password, a TLS failure: each attempt may take longer than its backoff
+                // deadline counts): one attempt without retries names the cause.
+                Err(_) => Err(match tokio::time::timeout(limit, probe.build()).await {
+                    Ok(Err(e)) => format!(
+                        "cannot connect to Kafka ({brokers}): no answer within {} s; one more \
+                         attempt: {e}",
+                        limit.as_secs()
+                    ),
+                    _ => format!(
+                        "cannot connect to Kafka ({brokers}): no answer within {} s",
+                        limit.as_secs()
+                    ),
+                }),
             };
             let _ = task_tx.send(Raw::Connected(result));
         });

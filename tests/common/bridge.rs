@@ -88,19 +88,38 @@ pub fn total(s: &serde_json::Value, field: &str) -> u64 {
         .sum()
 }
 
-/// Waits until every route acknowledged (or counted lost) everything up to the log end and
-/// committed its checkpoint there.
+/// `outpost bridge status --json`, the bridge called `name`.
+pub fn status_of(broker: &Broker, name: &str) -> serde_json::Value {
+    let out = broker.cli_ok(&["bridge", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no bridge {name:?} in {v}"))
+}
+
+/// Waits until every route of the first bridge acknowledged (or counted lost) everything up
+/// to the log end and committed its checkpoint there.
 pub fn wait_drained(broker: &Broker, timeout: Duration) -> bool {
-    wait_until(timeout, || {
-        let s = status(broker);
-        let routes = s["routes"].as_array().cloned().unwrap_or_default();
-        !routes.is_empty()
-            && routes.iter().all(|r| {
-                let parts = r["partitions"].as_array().cloned().unwrap_or_default();
-                !parts.is_empty()
-                    && parts
-                        .iter()
-                        .all(|p| p["acked"] == p["log_end"] && p["checkpoint"] == p["log_end"])
-            })
-    })
+    wait_until(timeout, || drained(&status(broker)))
+}
+
+/// Like [`wait_drained`], for the bridge called `name`.
+pub fn wait_drained_of(broker: &Broker, name: &str, timeout: Duration) -> bool {
+    wait_until(timeout, || drained(&status_of(broker, name)))
+}
+
+/// Whether every route of bridge status `s` is acknowledged and checkpointed at the log end.
+fn drained(s: &serde_json::Value) -> bool {
+    let routes = s["routes"].as_array().cloned().unwrap_or_default();
+    !routes.is_empty()
+        && routes.iter().all(|r| {
+            let parts = r["partitions"].as_array().cloned().unwrap_or_default();
+            !parts.is_empty()
+                && parts
+                    .iter()
+                    .all(|p| p["acked"] == p["log_end"] && p["checkpoint"] == p["log_end"])
+        })
 }

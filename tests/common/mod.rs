@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod mqtt;
 pub mod pki;
+pub mod tls_front;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};

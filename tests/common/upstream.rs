@@ -110,7 +110,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A runtime for the background tasks of one harness object, dropped with it.
-fn background_runtime(name: &str) -> Runtime {
+pub fn background_runtime(name: &str) -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name(name)

@@ -1,7 +1,10 @@
 """Reads Kafka topics from the beginning with confluent-kafka (librdkafka) and prints each record.
 
 Usage: kafka_consume.py --bootstrap HOST:PORT --topic T [--topic T2 ...] --count N
-                        [--timeout SECS] [--to-end] [--no-payload]
+                        [--timeout SECS] [--to-end] [--no-payload] [--config KEY=VALUE ...]
+
+--config adds a librdkafka setting (security.protocol, ssl.ca.location, sasl.mechanism, ...)
+to the consumer's; it may be repeated.
 
 Every partition of every topic is assigned at its beginning (no consumer group, nothing
 committed). Reading stops once N records were read, or when --timeout seconds have passed.
@@ -51,7 +54,12 @@ def parse_args():
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--to-end", action="store_true")
     p.add_argument("--no-payload", action="store_true")
-    return p.parse_args()
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
+    a = p.parse_args()
+    for kv in a.config:
+        if "=" not in kv:
+            p.error(f"--config {kv!r}: expected KEY=VALUE")
+    return a
 
 
 def assignment(consumer, topics):
@@ -101,6 +109,7 @@ def main():
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "socket.timeout.ms": 10000,
+        **dict(kv.split("=", 1) for kv in a.config),
     })
     parts = assignment(consumer, a.topic)
     consumer.assign(parts)
