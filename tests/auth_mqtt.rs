@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::auth::{add_user, output, passwd, password_file, secure_broker};
 use common::mqtt::{connect, Raw};
-use common::{runtime, temp_dir, Broker};
+use common::{bin, runtime, temp_dir, Broker};
 use outpost::mqtt::packet::Protocol;
 
 fn stdout(o: &std::process::Output) -> String {
@@ -259,4 +259,68 @@ fn broken_security_files_are_named_with_their_line() {
         .err()
         .unwrap_or_default();
     assert!(refused.contains("line 2"), "{refused}");
+}
+
+/// `outpost bench mqtt` and `bench mqtt-idle` log in with `--user`/`--password` (3.1.1
+/// and 5.0); a wrong password fails the run with the CONNACK code and what it means.
+#[test]
+fn bench_mqtt_logs_in() {
+    let dir = temp_dir();
+    let (b, _) = secure_broker(dir.path(), "", "");
+    let addr = b.mqtt_addr.clone();
+    let bench = |args: &[&str], password: &str| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["bench"]).args(args).args(["--addr", &addr]);
+        cmd.args(["--user", "alice", "--password", password]);
+        let out = output(cmd, "");
+        let text = format!("{} {}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    for protocol in ["4", "5"] {
+        let run = [
+            "mqtt",
+            "--protocol",
+            protocol,
+            "--publishers",
+            "2",
+            "--subscribers",
+            "1",
+            "--messages",
+            "200",
+            "--topic",
+            "users/alice/bench",
+            "--json",
+            "--quiet",
+        ];
+        let (ok, text) = bench(&run, "alice-pw");
+        assert!(ok, "v{protocol}: {text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("v{protocol}: not one JSON line ({e}): {text}"));
+        assert_eq!(
+            (&v["acked"], &v["unique"], &v["lost"]),
+            (&400.into(), &400.into(), &0.into()),
+            "v{protocol}: {v}"
+        );
+        let (ok, text) = bench(&run, "wrong");
+        assert!(!ok, "v{protocol}: a wrong password ran: {text}");
+        assert!(
+            text.contains("bad user name or password"),
+            "v{protocol}: {text}"
+        );
+        let idle = [
+            "mqtt-idle",
+            "--protocol",
+            protocol,
+            "--connections",
+            "5",
+            "--hold",
+            "0",
+        ];
+        let (ok, text) = bench(&idle, "alice-pw");
+        assert!(
+            ok && text.contains("connected 5 of 5"),
+            "v{protocol}: {text}"
+        );
+    }
+    b.stop();
 }

@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::CliError;
+use crate::client::Credentials;
 use crate::mqtt::codec::{self, DecodeError, EncodeError};
 use crate::mqtt::packet::{
     reason, Connect, Disconnect, Packet, Properties, Protocol, PubResponse, Publish, QoS,
@@ -89,6 +90,33 @@ fn tls_connector(args: &TlsArgs, addr: &str) -> Result<Option<Tls>, CliError> {
     Ok(Some(Tls { connector, name }))
 }
 
+/// What a refusal code of CONNACK means when the bench's own options can fix it (3.1.1 return
+/// codes 4 and 5, v5 reason codes 0x86 and 0x87; the two ranges do not overlap).
+fn refusal_hint(code: u8) -> &'static str {
+    match code {
+        0x04 | 0x86 => " (bad user name or password: see --user and --password)",
+        0x05 | 0x87 => " (not authorized: the broker may need --user and --password)",
+        _ => "",
+    }
+}
+
+/// How every connection of a run is made: TLS or not, and the login (the global `--user` and
+/// `--password`) its CONNECT carries.
+#[derive(Clone)]
+struct Dial {
+    tls: Option<Tls>,
+    login: Option<Credentials>,
+}
+
+impl Dial {
+    fn new(tls: &TlsArgs, login: Option<&Credentials>, addr: &str) -> Result<Dial, CliError> {
+        Ok(Dial {
+            tls: tls_connector(tls, addr)?,
+            login: login.cloned(),
+        })
+    }
+}
+
 /// What a TLS link needs: shared by every connection of a run.
 #[derive(Clone)]
 struct Tls {
@@ -109,7 +137,7 @@ pub enum MqttBenchError {
         source: std::io::Error,
     },
     /// The broker answered CONNECT with a failure code.
-    #[error("the broker refused CONNECT with code {code:#04x}")]
+    #[error("the broker refused CONNECT with code {code:#04x}{}", refusal_hint(*.code))]
     Refused {
         /// The CONNACK return code (v3) or reason code (v5).
         code: u8,
@@ -466,7 +494,7 @@ impl Link {
         client_id: &str,
         protocol: Protocol,
         receive_maximum: Option<u16>,
-        tls: Option<&Tls>,
+        dial: &Dial,
     ) -> BenchResult<(Link, Granted)> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -478,7 +506,7 @@ impl Link {
         };
         // Small packets must not wait for Nagle (FIELD-NOTES.md, Mosquitto section).
         stream.set_nodelay(true)?;
-        let stream = match tls {
+        let stream = match &dial.tls {
             None => Transport::Tcp(stream),
             Some(tls) => {
                 let handshake = tls.connector.connect(tls.name.clone(), stream);
@@ -498,7 +526,8 @@ impl Link {
             rbuf: Vec::with_capacity(READ_CHUNK),
             wbuf: Vec::new(),
         };
-        link.queue(&connect_packet(client_id, protocol, receive_maximum))?;
+        let login = dial.login.as_ref();
+        link.queue(&connect_packet(client_id, protocol, receive_maximum, login))?;
         link.flush().await?;
         let granted = link.connack().await?;
         Ok((link, granted))
@@ -603,7 +632,12 @@ impl Link {
     }
 }
 
-fn connect_packet(client_id: &str, protocol: Protocol, receive_maximum: Option<u16>) -> Packet<'_> {
+fn connect_packet<'a>(
+    client_id: &'a str,
+    protocol: Protocol,
+    receive_maximum: Option<u16>,
+    login: Option<&'a Credentials>,
+) -> Packet<'a> {
     let properties = Properties {
         receive_maximum: receive_maximum.filter(|_| protocol.is_v5()),
         ..Properties::default()
@@ -615,8 +649,8 @@ fn connect_packet(client_id: &str, protocol: Protocol, receive_maximum: Option<u
         properties,
         client_id,
         will: None,
-        username: None,
-        password: None,
+        username: login.map(|l| l.user.as_str()),
+        password: login.map(|l| l.password.as_bytes()),
     })
 }
 
@@ -913,24 +947,21 @@ struct Outcome {
 }
 
 /// Runs `bench mqtt`.
-pub async fn run(b: MqttBench) -> Result<(), CliError> {
+pub async fn run(b: MqttBench, login: Option<&Credentials>) -> Result<(), CliError> {
     let plan = Plan::from_args(&b)?;
-    let tls = tls_connector(&b.tls, &plan.addr)?;
-    let outcome = tokio::time::timeout(
-        plan.timeout,
-        execute(&plan, tls.as_ref(), b.quiet || b.json),
-    )
-    .await
-    .map_err(|_| MqttBenchError::Timeout("the run to finish (--timeout)"))??;
+    let dial = Dial::new(&b.tls, login, &plan.addr)?;
+    let outcome = tokio::time::timeout(plan.timeout, execute(&plan, &dial, b.quiet || b.json))
+        .await
+        .map_err(|_| MqttBenchError::Timeout("the run to finish (--timeout)"))??;
     report(&plan, &outcome, b.json);
     Ok(())
 }
 
-async fn execute(plan: &Plan, tls: Option<&Tls>, hide_bar: bool) -> BenchResult<Outcome> {
+async fn execute(plan: &Plan, dial: &Dial, hide_bar: bool) -> BenchResult<Outcome> {
     let epoch = Instant::now();
     let mut subscribers = Vec::new();
     for i in 0..plan.subscribers {
-        let mut link = client("subscriber", i, open_subscriber(plan, tls, i).await)?;
+        let mut link = client("subscriber", i, open_subscriber(plan, dial, i).await)?;
         let filter = format!("{}/#", plan.topic);
         client("subscriber", i, link.subscribe(&filter, plan.qos).await)?;
         subscribers.push(link);
@@ -938,7 +969,7 @@ async fn execute(plan: &Plan, tls: Option<&Tls>, hide_bar: bool) -> BenchResult<
     let mut publishers = Vec::new();
     for i in 0..plan.publishers {
         let id = client_id("pub", i);
-        let opened = Link::open(&plan.addr, &id, plan.protocol, None, tls).await;
+        let opened = Link::open(&plan.addr, &id, plan.protocol, None, dial).await;
         let (link, granted) = client("publisher", i, opened)?;
         let p = client("publisher", i, publisher(plan, i, epoch, granted))?;
         publishers.push((p, link));
@@ -987,10 +1018,10 @@ async fn execute(plan: &Plan, tls: Option<&Tls>, hide_bar: bool) -> BenchResult<
     })
 }
 
-async fn open_subscriber(plan: &Plan, tls: Option<&Tls>, i: u32) -> BenchResult<Link> {
+async fn open_subscriber(plan: &Plan, dial: &Dial, i: u32) -> BenchResult<Link> {
     let id = client_id("sub", i);
     let receive_maximum = Some(SUBSCRIBER_RECEIVE_MAXIMUM);
-    let (link, _) = Link::open(&plan.addr, &id, plan.protocol, receive_maximum, tls).await?;
+    let (link, _) = Link::open(&plan.addr, &id, plan.protocol, receive_maximum, dial).await?;
     Ok(link)
 }
 
@@ -1189,7 +1220,7 @@ fn report_json(plan: &Plan, o: &Outcome, f: &Figures) {
 
 /// Runs `bench mqtt-idle`. Prints `holding N MQTT connections for S s` once all are open
 /// (scripts wait for that line to sample the broker's memory), then closes them.
-pub async fn run_idle(b: MqttIdleBench) -> Result<(), CliError> {
+pub async fn run_idle(b: MqttIdleBench, login: Option<&Credentials>) -> Result<(), CliError> {
     let addr = parse_addr(&b.addr)?;
     let protocol = parse_protocol(b.protocol)?;
     if b.connections == 0 || b.concurrency == 0 {
@@ -1199,22 +1230,17 @@ pub async fn run_idle(b: MqttIdleBench) -> Result<(), CliError> {
     }
     let hold = Duration::from_secs(b.hold);
     let timeout = parse_timeout(b.timeout, StopRule::Duration(hold))?;
-    let tls = tls_connector(&b.tls, &addr)?;
-    tokio::time::timeout(timeout, idle(&addr, protocol, &b, tls))
+    let dial = Dial::new(&b.tls, login, &addr)?;
+    tokio::time::timeout(timeout, idle(&addr, protocol, &b, dial))
         .await
         .map_err(|_| MqttBenchError::Timeout("the run to finish (--timeout)"))??;
     Ok(())
 }
 
-async fn idle(
-    addr: &str,
-    protocol: Protocol,
-    b: &MqttIdleBench,
-    tls: Option<Tls>,
-) -> BenchResult<()> {
+async fn idle(addr: &str, protocol: Protocol, b: &MqttIdleBench, dial: Dial) -> BenchResult<()> {
     let started = Instant::now();
     let (links, failed, first_error) =
-        open_many(addr, protocol, b.connections, b.concurrency, tls).await;
+        open_many(addr, protocol, b.connections, b.concurrency, dial).await;
     let secs = started.elapsed().as_secs_f64();
     let first = match (links.is_empty(), first_error) {
         (true, Some(e)) => return Err(e),
@@ -1242,7 +1268,7 @@ async fn open_many(
     protocol: Protocol,
     n: u32,
     concurrency: u32,
-    tls: Option<Tls>,
+    dial: Dial,
 ) -> (Vec<Link>, u64, Option<MqttBenchError>) {
     let mut set = JoinSet::new();
     let mut opened = Vec::with_capacity(n as usize);
@@ -1261,9 +1287,9 @@ async fn open_many(
         if set.len() >= concurrency as usize {
             collect(set.join_next().await);
         }
-        let (addr, id, tls) = (addr.to_owned(), client_id("idle", i), tls.clone());
+        let (addr, id, dial) = (addr.to_owned(), client_id("idle", i), dial.clone());
         set.spawn(async move {
-            let opened = Link::open(&addr, &id, protocol, None, tls.as_ref()).await;
+            let opened = Link::open(&addr, &id, protocol, None, &dial).await;
             client("connection", i, opened.map(|(link, _)| link))
         });
     }
