@@ -726,6 +726,7 @@ fn device_identity(id: &str, verified: bool) -> Identity {
     Identity {
         user: None,
         device: verified.then(|| id.into()),
+        password_hash: None,
     }
 }
 

@@ -307,3 +307,112 @@ fn sighup_changes_the_outcome_and_a_broken_file_keeps_the_rules() {
         "{log}"
     );
 }
+
+/// SIGHUP after `outpost passwd delete` / a password change logs the user out: a live MQTT 5
+/// connection gets DISCONNECT 0x87 at its next packet (even a PINGREQ), a 3.1.1 one is closed,
+/// a binary-protocol client gets `NOT_AUTHORIZED` and is closed; the new password logs in,
+/// the old one no longer does, and users whose entry did not change stay connected.
+#[test]
+fn a_reload_logs_out_removed_users_and_changed_passwords() {
+    let dir = temp_dir();
+    let (b, _) = secure_broker(dir.path(), "", SYS_EVERY_SECOND);
+    let passwd = dir.path().join("passwd");
+    let file = passwd.to_str().unwrap();
+    let mut admin = login(&b, Protocol::V5, "admin", "sys");
+    admin.subscribe("$SYS/broker/auth/#", QoS::AtMostOnce);
+    let mut bob5 = login(&b, Protocol::V5, "bob", "bob-5");
+    bob5.subscribe("users/bob/#", QoS::AtLeastOnce);
+    let mut bob3 = login(&b, Protocol::V311, "bob", "bob-3");
+    let mut alice = login(&b, Protocol::V5, "alice", "alice-5");
+    let mut dev = login(&b, Protocol::V311, "dev", "dev-3");
+    let rt = common::runtime();
+    let wire = |user: &str| {
+        let creds = outpost::client::Credentials {
+            user: user.to_owned(),
+            password: password_of(user).to_owned(),
+        };
+        rt.block_on(outpost::client::Client::connect_with(
+            &b.addr,
+            user,
+            Some(&creds),
+        ))
+        .unwrap()
+    };
+    let (reader, admin_wire) = (wire("reader"), wire("admin"));
+    rt.block_on(admin_wire.create_topic("t", 1, None, None, outpost_firmware::Compression::None))
+        .unwrap();
+
+    let out = output(
+        {
+            let mut c = Command::new(common::bin());
+            c.args(["passwd", "delete", file, "bob"]);
+            c
+        },
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    add_user(&passwd, "alice", "alice-new");
+    let out = output(
+        {
+            let mut c = Command::new(common::bin());
+            c.args(["passwd", "delete", file, "reader"]);
+            c
+        },
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sighup(&b);
+    wait_sys(&mut admin, "$SYS/broker/auth/reloads", "1");
+
+    bob5.send(&Packet::PingReq);
+    assert_eq!(bob5.disconnected_with(), 0x87, "removed user, MQTT 5");
+    bob3.send(&Packet::PingReq);
+    bob3.closed(Duration::from_secs(10));
+    alice.send(&Packet::PingReq);
+    assert_eq!(alice.disconnected_with(), 0x87, "changed password, MQTT 5");
+    // Users whose entry is unchanged stay.
+    dev.ping();
+    admin.ping();
+    let still = rt.block_on(admin_wire.list_topics());
+    assert!(still.is_ok(), "{still:?}");
+    let revoked = rt.block_on(reader.list_topics());
+    match revoked {
+        Err(outpost::client::ClientError::Broker {
+            code, ref message, ..
+        }) => {
+            assert_eq!(
+                code,
+                outpost_firmware::ErrorCode::NOT_AUTHORIZED,
+                "{message}"
+            );
+            assert!(message.contains("revoked"), "{message}");
+        }
+        other => panic!("a removed user's wire request: {other:?}"),
+    }
+
+    // The new password logs in, the old one does not, the removed user does not.
+    let mut c = connect(Protocol::V5, "alice-again", true);
+    c.username = Some("alice");
+    c.password = Some(b"alice-new");
+    assert_eq!(Raw::handshake(&b.mqtt_addr, &c).1.code, 0);
+    c.password = Some(password_of("alice").as_bytes());
+    assert_eq!(Raw::handshake(&b.mqtt_addr, &c).1.code, 0x86);
+    let mut c = connect(Protocol::V5, "bob-again", true);
+    c.username = Some("bob");
+    c.password = Some(password_of("bob").as_bytes());
+    assert_eq!(Raw::handshake(&b.mqtt_addr, &c).1.code, 0x86);
+    let log = b.stop();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("login revoked") && l.contains("bob")),
+        "{log}"
+    );
+}

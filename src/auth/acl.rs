@@ -539,7 +539,8 @@ impl Verdict {
         allowed: true,
         rule: 0,
     };
-    const DEFAULT_DENY: Verdict = Verdict {
+    /// Denied without a rule: no rule applied, or the client's login was revoked.
+    pub const DEFAULT_DENY: Verdict = Verdict {
         allowed: false,
         rule: 0,
     };

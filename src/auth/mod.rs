@@ -124,6 +124,10 @@ pub struct Identity {
     /// The device id of a binary-protocol device whose token was verified at its
     /// `DeviceHello` (the ACL's `device = "..."` rules); `None` for every other client.
     pub device: Option<Box<str>>,
+    /// The password-file entry (PHC string) the login was verified against. A reload that
+    /// removes the user or changes the entry revokes the login ([`Permissions::revoked`]).
+    /// `None` for logins not verified by the password file.
+    pub password_hash: Option<Box<str>>,
 }
 
 impl Identity {
@@ -131,6 +135,7 @@ impl Identity {
     pub const ANONYMOUS: Identity = Identity {
         user: None,
         device: None,
+        password_hash: None,
     };
 
     /// A client known by its user name only.
@@ -138,6 +143,7 @@ impl Identity {
         Self {
             user: Some(user.into()),
             device: None,
+            password_hash: None,
         }
     }
 }
@@ -274,7 +280,10 @@ impl Security {
                     .await
                     .map_err(|_| (Refusal::Busy, "busy"))?;
                 match (known, ok) {
-                    (Some(_), true) => Ok(Identity::user(user)),
+                    (Some(entry), true) => Ok(Identity {
+                        password_hash: Some(entry.to_string().into()),
+                        ..Identity::user(user)
+                    }),
                     (Some(_), false) => Err((bad, "wrong password")),
                     (None, _) => Err((bad, "unknown user")),
                 }
@@ -300,6 +309,8 @@ impl Security {
             rules: None,
             user: identity.user.clone(),
             device: identity.device.clone(),
+            password_hash: identity.password_hash.clone(),
+            revoked: false,
             client_id: client_id.into(),
         };
         p.refresh();
@@ -350,6 +361,10 @@ pub struct Permissions {
     rules: Option<Arc<SessionRules>>,
     user: Option<Box<str>>,
     device: Option<Box<str>>,
+    /// See [`Identity::password_hash`].
+    password_hash: Option<Box<str>>,
+    /// The password file no longer has this login's entry (see [`Self::revoked`]).
+    revoked: bool,
     client_id: Box<str>,
 }
 
@@ -366,6 +381,11 @@ impl Permissions {
             return;
         }
         let state = self.security.state();
+        if let (Some(user), Some(entry)) = (self.user.as_deref(), self.password_hash.as_deref()) {
+            let now = state.sources.iter().find_map(|s| s.lookup(user));
+            // Once revoked, always: the client must log in again.
+            self.revoked |= now.is_none_or(|h| h.to_string() != entry);
+        }
         self.rules = state.acl.as_ref().map(|acl| {
             Arc::new(acl.compile(Who {
                 user: self.user.as_deref(),
@@ -374,6 +394,18 @@ impl Permissions {
             }))
         });
         self.generation = now;
+    }
+
+    /// Whether a reload removed this client's user from the password file or changed its
+    /// password since it logged in (checked at [`refresh`](Self::refresh)). A revoked client
+    /// is denied everything; the connection closes it (MQTT 5: DISCONNECT 0x87).
+    pub fn revoked(&self) -> bool {
+        self.revoked
+    }
+
+    /// The client id these rules were compiled for.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     /// The authenticated user name.
@@ -392,10 +424,11 @@ impl Permissions {
     /// Decides a subscription to `filter` (without `$share/GROUP/`), counting a denial.
     pub fn check_subscribe(&mut self, filter: &str) -> Verdict {
         self.refresh();
-        let v = self
-            .rules
-            .as_ref()
-            .map_or(Verdict::ALLOW_ALL, |r| r.check_filter(filter));
+        let v = match &self.rules {
+            _ if self.revoked => Verdict::DEFAULT_DENY,
+            None => Verdict::ALLOW_ALL,
+            Some(r) => r.check_filter(filter),
+        };
         self.note(Action::Subscribe, v, filter);
         v
     }
@@ -403,6 +436,9 @@ impl Permissions {
     /// Decides without counting or logging (to filter a listing).
     pub fn peek(&mut self, action: Action, topic: &str) -> Verdict {
         self.refresh();
+        if self.revoked {
+            return Verdict::DEFAULT_DENY;
+        }
         self.rules
             .as_ref()
             .map_or(Verdict::ALLOW_ALL, |r| r.check_name(action, topic))
@@ -518,6 +554,51 @@ mod tests {
         assert_eq!((d.publish, d.reloads, d.reload_failures), (1, 1, 1));
     }
 
+    #[tokio::test]
+    async fn a_reload_revokes_removed_users_and_changed_passwords_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = secured(dir.path(), None);
+        let path = dir.path().join("passwd");
+        let mut f = password::PasswordFile::read(&path, false).unwrap();
+        f.set("bob", password::hash_password(b"bob-pw").unwrap());
+        f.write_atomic(&path).unwrap();
+        s.reload().unwrap();
+        let alice = s.authenticate(login(Some("alice"), Some(b"right"))).await;
+        let bob = s.authenticate(login(Some("bob"), Some(b"bob-pw"))).await;
+        let mut alice = s.permissions(&alice.unwrap(), "a");
+        let mut bob = s.permissions(&bob.unwrap(), "b");
+        // A login not verified by the file (a certificate's name) is never revoked by it.
+        let mut cert = s.permissions(&Identity::user("carol"), "c");
+        // Reloading the same file revokes nothing.
+        s.reload().unwrap();
+        for p in [&mut alice, &mut bob, &mut cert] {
+            p.refresh();
+            assert!(!p.revoked());
+        }
+        // Bob's password changes, alice's entry is untouched.
+        f.set("bob", password::hash_password(b"bob-new").unwrap());
+        f.write_atomic(&path).unwrap();
+        s.reload().unwrap();
+        assert!(alice.check(Action::Publish, "t").allowed);
+        assert!(!alice.revoked());
+        assert!(!bob.check(Action::Publish, "t").allowed);
+        assert!(bob.revoked());
+        assert!(!bob.check_subscribe("t").allowed);
+        // Alice removed: revoked; re-adding her later does not bring the old login back.
+        f.remove("alice");
+        f.write_atomic(&path).unwrap();
+        s.reload().unwrap();
+        alice.refresh();
+        assert!(alice.revoked());
+        f.set("alice", password::hash_password(b"right").unwrap());
+        f.write_atomic(&path).unwrap();
+        s.reload().unwrap();
+        alice.refresh();
+        assert!(alice.revoked());
+        cert.refresh();
+        assert!(!cert.revoked());
+    }
+
     #[test]
     fn device_rules_apply_to_verified_devices_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -532,6 +613,7 @@ mod tests {
         let verified = Identity {
             user: None,
             device: Some("d1".into()),
+            password_hash: None,
         };
         let mut p = s.permissions(&verified, "d1");
         assert!(p.check(Action::Publish, "d1-readings").allowed);

@@ -164,7 +164,9 @@ impl Conn {
         let mut buf: Vec<u8> = Vec::new();
         let mut stop = shutdown.subscribe();
         let close = 'conn: loop {
-            self.follow_reload().await;
+            if let Err(close) = self.follow_reload().await {
+                break close;
+            }
             self.pull_deliveries();
             if let Err(close) = self.perform().await {
                 break close;
@@ -538,23 +540,32 @@ impl Conn {
         }
     }
 
-    /// After a reload of the rules (SIGHUP), drops the subscriptions they no longer allow.
-    /// Checked whenever the connection wakes (a delivery, a packet, a timer): deliveries
-    /// routed before that may still go out.
-    async fn follow_reload(&mut self) {
-        if !self
-            .permissions
-            .as_deref()
-            .is_some_and(Permissions::is_stale)
-        {
-            return;
+    /// After a reload of the password file and rules (SIGHUP): closes the connection when its
+    /// login was revoked (the user removed or its password changed: MQTT 5 gets DISCONNECT
+    /// 0x87; its session and subscriptions are kept for a new login, its will is not
+    /// published), else drops the subscriptions the rules no longer allow. Checked whenever
+    /// the connection wakes (a delivery, a packet, a keep-alive timer): deliveries routed
+    /// before that may still go out.
+    async fn follow_reload(&mut self) -> Result<(), Close> {
+        let Some(p) = self.permissions.as_deref_mut() else {
+            return Ok(());
+        };
+        if !p.is_stale() {
+            return Ok(());
+        }
+        p.refresh();
+        if p.revoked() {
+            tracing::warn!(
+                client_id = p.client_id(),
+                user = p.user(),
+                "login revoked by a reload of the password file; closing"
+            );
+            return Err(self.session.close(reason::NOT_AUTHORIZED, false));
         }
         if let Some(slot) = self.attached.as_ref().map(|a| a.slot.clone()) {
             Box::pin(self.recheck_subscriptions(&slot)).await;
         }
-        if let Some(p) = self.permissions.as_deref_mut() {
-            p.refresh();
-        }
+        Ok(())
     }
 
     /// A resumed session keeps its subscriptions, and reloaded rules may refuse some: drop

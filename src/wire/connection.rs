@@ -354,10 +354,30 @@ impl Conn {
     }
 
     async fn handle(&mut self, frame: &Frame<'_>) -> Result<(), &'static str> {
+        // A refused request is answered with its own id (the client then sees the reason),
+        // and the connection closes.
+        let id = frame.request_id().unwrap_or(0);
         if !self.device_credentials_hold() {
             let msg = "device token changed or removed";
-            send_error(&self.replies, 0, ErrorCode::NOT_AUTHORIZED, msg).await;
+            send_error(&self.replies, id, ErrorCode::NOT_AUTHORIZED, msg).await;
             return Err(msg);
+        }
+        // After a reload of the password file (SIGHUP): a user removed, or whose password
+        // changed, is logged out at its next request. One atomic load while nothing changed.
+        if let Some(p) = self.permissions.as_mut() {
+            if p.is_stale() {
+                p.refresh();
+            }
+            if p.revoked() {
+                tracing::warn!(
+                    client_id = p.client_id(),
+                    user = p.user(),
+                    "login revoked by a reload of the password file; closing"
+                );
+                let msg = "login revoked: user removed from the password file or password changed";
+                send_error(&self.replies, id, ErrorCode::NOT_AUTHORIZED, msg).await;
+                return Err(msg);
+            }
         }
         self.touch_device();
         match self.session.admit(frame) {

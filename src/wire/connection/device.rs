@@ -127,6 +127,7 @@ impl Conn {
         let identity = Identity {
             user: self.cert_identity.as_deref().map(Into::into),
             device: verified.then(|| id.into()),
+            password_hash: None,
         };
         self.permissions = Some(self.security.permissions(&identity, id));
         let addr = self
