@@ -34,6 +34,8 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNS + 1000)) ]; 
 fi
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+anon_kib() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }
+file_kib() { awk '/^RssFile/ {print $2}' "/proc/$1/status"; }
 listener() { sed -n "s/^outpost: $1 listening on //p" "$WORK/out"; }
 
 start_broker() {  # $1 = config file; sets PID
@@ -85,7 +87,19 @@ echo "=== idle RSS (defaults plus a TLS listener, after 5 s)"
 start_broker "$WORK/outpost.toml"
 sleep 5
 IDLE=$(rss_kib "$PID")
-echo "idle: ${IDLE} KiB"
+# VmRSS counts the file pages of the binary and of libc that the kernel maps around each
+# page fault (fault-around, 64 KiB), shared and reclaimable; RssAnon is the process's own.
+echo "idle: ${IDLE} KiB (anonymous $(anon_kib "$PID") KiB, file-backed $(file_kib "$PID") KiB)"
+# The peer in the same run: Mosquitto with one plain loopback listener, same wait.
+if command -v "${MOSQUITTO:-/usr/sbin/mosquitto}" > /dev/null; then
+  MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  printf 'listener %s 127.0.0.1\n' "$MPORT" > "$WORK/mosquitto.conf"
+  "${MOSQUITTO:-/usr/sbin/mosquitto}" -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
+  MPID=$!
+  sleep 5
+  echo "mosquitto idle: $(rss_kib "$MPID") KiB (anonymous $(anon_kib "$MPID") KiB, file-backed $(file_kib "$MPID") KiB)"
+  kill "$MPID"; wait "$MPID" 2>/dev/null || true
+fi
 MQTT=$(listener mqtt)
 MQTTS=$(listener mqtt-tls)
 
