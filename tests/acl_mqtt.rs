@@ -10,7 +10,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::auth::{add_user, consume_as_admin, output, password_of, secure_broker, sighup, ACL};
+use common::auth::{
+    add_user, consume_as_admin, output, passwd, password_of, secure_broker, sighup, ACL,
+};
 use common::mqtt::{connect, publish, qos_opts, In, Raw, RecvError};
 use common::{header, temp_dir, Broker};
 use outpost::mqtt::packet::{Packet, Protocol, QoS, Will};
@@ -316,8 +318,8 @@ fn sighup_changes_the_outcome_and_a_broken_file_keeps_the_rules() {
 fn a_reload_logs_out_removed_users_and_changed_passwords() {
     let dir = temp_dir();
     let (b, _) = secure_broker(dir.path(), "", SYS_EVERY_SECOND);
-    let passwd = dir.path().join("passwd");
-    let file = passwd.to_str().unwrap();
+    let passwd_file = dir.path().join("passwd");
+    let file = passwd_file.to_str().unwrap();
     let mut admin = login(&b, Protocol::V5, "admin", "sys");
     admin.subscribe("$SYS/broker/auth/#", QoS::AtMostOnce);
     let mut bob5 = login(&b, Protocol::V5, "bob", "bob-5");
@@ -342,33 +344,12 @@ fn a_reload_logs_out_removed_users_and_changed_passwords() {
     rt.block_on(admin_wire.create_topic("t", 1, None, None, outpost_firmware::Compression::None))
         .unwrap();
 
-    let out = output(
-        {
-            let mut c = Command::new(common::bin());
-            c.args(["passwd", "delete", file, "bob"]);
-            c
-        },
-        "",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    add_user(&passwd, "alice", "alice-new");
-    let out = output(
-        {
-            let mut c = Command::new(common::bin());
-            c.args(["passwd", "delete", file, "reader"]);
-            c
-        },
-        "",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for user in ["bob", "reader"] {
+        let out = passwd(&["delete", file, user], "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "passwd delete {user}: {err}");
+    }
+    add_user(&passwd_file, "alice", "alice-new");
     sighup(&b);
     wait_sys(&mut admin, "$SYS/broker/auth/reloads", "1");
 

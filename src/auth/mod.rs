@@ -403,9 +403,14 @@ impl Permissions {
         self.revoked
     }
 
-    /// The client id these rules were compiled for.
-    pub fn client_id(&self) -> &str {
-        &self.client_id
+    /// Logs that this client's login was revoked and its connection closes (once per
+    /// connection: the caller closes it).
+    pub fn log_revoked(&self) {
+        tracing::warn!(
+            client_id = &*self.client_id,
+            user = self.user.as_deref(),
+            "login revoked by a reload of the password file; closing"
+        );
     }
 
     /// The authenticated user name.

@@ -555,11 +555,7 @@ impl Conn {
         }
         p.refresh();
         if p.revoked() {
-            tracing::warn!(
-                client_id = p.client_id(),
-                user = p.user(),
-                "login revoked by a reload of the password file; closing"
-            );
+            p.log_revoked();
             return Err(self.session.close(reason::NOT_AUTHORIZED, false));
         }
         if let Some(slot) = self.attached.as_ref().map(|a| a.slot.clone()) {

@@ -369,11 +369,7 @@ impl Conn {
                 p.refresh();
             }
             if p.revoked() {
-                tracing::warn!(
-                    client_id = p.client_id(),
-                    user = p.user(),
-                    "login revoked by a reload of the password file; closing"
-                );
+                p.log_revoked();
                 let msg = "login revoked: user removed from the password file or password changed";
                 send_error(&self.replies, id, ErrorCode::NOT_AUTHORIZED, msg).await;
                 return Err(msg);
