@@ -61,10 +61,15 @@ const BASE_TS_MS: u64 = 1_700_000_000_000;
 /// stored, with 5 s and 12 partitions). Tests that are not about a hung broker give it
 /// [`ACK_TIMEOUT`].
 fn bridge_block(upstream: &str, ack_timeout_secs: u64, extra: &str) -> String {
+    named_bridge_block("dc", upstream, ack_timeout_secs, extra)
+}
+
+/// [`bridge_block`] with the bridge called `name`.
+fn named_bridge_block(name: &str, upstream: &str, ack_timeout_secs: u64, extra: &str) -> String {
     format!(
         r#"
 [[bridge]]
-name = "dc"
+name = "{name}"
 upstream = "{upstream}"
 reconnect_min_ms = 100
 reconnect_max_ms = 1000
@@ -738,11 +743,7 @@ const REFUSAL: Duration = Duration::from_secs(60);
 
 /// A `[[bridge]]` block named `name` to `upstream` with fast reconnects; `extra` adds keys.
 fn named_bridge(name: &str, upstream: &str, extra: &str) -> String {
-    bridge_block(upstream, ACK_TIMEOUT, extra).replacen(
-        "name = \"dc\"",
-        &format!("name = {name:?}"),
-        1,
-    )
+    named_bridge_block(name, upstream, ACK_TIMEOUT, extra)
 }
 
 /// `key = "path"` lines for TOML.
