@@ -58,6 +58,10 @@ for bin in target/release/outpost target/aarch64-unknown-linux-gnu/release/outpo
   fi
 done
 
+# The code layout that keeps an idle broker's resident code small (build.rs): is it made for
+# this compiler and Cargo.lock?
+bash scripts/startup-order.sh --check
+
 echo "=== certificates (openssl CLI, test-only)"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj "/CN=outpost measure CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null

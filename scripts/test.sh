@@ -104,5 +104,10 @@ fi
 echo "ok: $("$OUTPOST_TANSU" --version) at $OUTPOST_TANSU; confluent-kafka $("$venv_python" -c 'import confluent_kafka as c; print(c.__version__, "(librdkafka", c.libversion()[0] + ")")')"
 
 # --- the workspace ---------------------------------------------------------------------
+# Release builds lay out their startup code from link/startup-symbols.txt (build.rs); one
+# line says whether it still matches this compiler and Cargo.lock (never fails the tests).
+say "release code layout (scripts/startup-order.sh --check)"
+bash scripts/startup-order.sh --check
+
 say "cargo test (unit, integration against the real binary, crash tests, doc tests)"
 cargo test --workspace --locked
